@@ -1,0 +1,217 @@
+"""Models: a Sequential container, LeNet-5 (classic and modern) and MLP baselines."""
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import (AvgPool2D, Conv2D, Dropout, Flatten, Layer, Linear, MaxPool2D, ReLU, Sigmoid, Tanh,
+                     build_layer)
+
+__all__ = ["Sequential", "lenet5", "mlp", "LENET5_VARIANTS"]
+
+
+class Sequential:
+    """A flat list of layers applied in order.
+
+    ``forward(x)`` runs every layer's forward; ``backward(dout)`` runs their backward
+    passes in reverse and returns ``dL/dx``. Parameters are named ``"<index>.<key>"``
+    (``"0.W"``, ``"0.b"``, ...), following the position of the layer in ``layers``, as
+    ``torch.nn.Sequential`` names its ``state_dict`` entries.
+    """
+
+    def __init__(self, layers, name: str = "sequential", input_shape=None):
+        self.layers: list[Layer] = list(layers)
+        self.name = name
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {i} is {type(layer).__name__}, not a lenet_core Layer")
+
+    # -- running ----------------------------------------------------------
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    __call__ = forward
+
+    def backward(self, dout):
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        return dout
+
+    def train(self):
+        for layer in self.layers:
+            layer.train()
+        return self
+
+    def eval(self):
+        for layer in self.layers:
+            layer.eval()
+        return self
+
+    @property
+    def training(self) -> bool:
+        return all(layer.training for layer in self.layers)
+
+    # -- containers -------------------------------------------------------
+    def __len__(self):
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    @property
+    def dtype(self):
+        for layer in self.layers:
+            for p in layer.params.values():
+                return p.dtype
+        return np.dtype(np.float32)
+
+    def params_and_grads(self):
+        """Yield ``(name, param, grad)`` for every parameter, in layer order."""
+        for i, layer in enumerate(self.layers):
+            for key, param in layer.params.items():
+                yield f"{i}.{key}", param, layer.grads[key]
+
+    def named_params(self) -> dict:
+        """``{name: param}``: the live parameter arrays (not copies)."""
+        return {name: p for name, p, _ in self.params_and_grads()}
+
+    def named_grads(self) -> dict:
+        return {name: g for name, _, g in self.params_and_grads()}
+
+    def num_params(self) -> int:
+        return sum(layer.num_params() for layer in self.layers)
+
+    def zero_grads(self):
+        for layer in self.layers:
+            for key, g in layer.grads.items():
+                layer.grads[key] = np.zeros_like(layer.params[key])
+
+    # -- saving and restoring ---------------------------------------------
+    def get_config(self) -> list[dict]:
+        """The architecture: ``[{"type": "Conv2D", "in_channels": 1, ...}, ...]``."""
+        return [dict(type=type(layer).__name__, **layer.get_config()) for layer in self.layers]
+
+    @classmethod
+    def from_config(cls, config, dtype=np.float32, name="sequential", input_shape=None):
+        return cls([build_layer(c, dtype) for c in config], name=name, input_shape=input_shape)
+
+    def state_dict(self) -> dict:
+        """Copies of all parameters, ``{name: array}``."""
+        return {name: p.copy() for name, p, _ in self.params_and_grads()}
+
+    def load_state_dict(self, state: dict):
+        """Copy parameters in from ``state`` after checking names and shapes; nothing changes on error."""
+        mine = self.named_params()
+        missing = sorted(set(mine) - set(state))
+        unexpected = sorted(set(state) - set(mine))
+        wrong = [f"{k}: expected {mine[k].shape}, got {tuple(np.shape(state[k]))}"
+                 for k in mine if k in state and tuple(np.shape(state[k])) != mine[k].shape]
+        if missing or unexpected or wrong:
+            lines = ["this state dict does not fit the model's architecture "
+                     f"({self.name}, {len(mine)} parameter arrays):"]
+            if missing:
+                lines.append(f"  missing: {', '.join(missing)}")
+            if unexpected:
+                lines.append(f"  unexpected: {', '.join(unexpected)}")
+            if wrong:
+                lines.append("  wrong shapes: " + "; ".join(wrong))
+            lines.append("Build the model with the same architecture (e.g. the same lenet5 variant) it was saved from.")
+            raise ValueError("\n".join(lines))
+        for k, p in mine.items():
+            p[...] = np.asarray(state[k], dtype=p.dtype)
+        return self
+
+    # -- description ------------------------------------------------------
+    def summary(self, input_shape=None, print_fn=print) -> str:
+        """Print (and return) a table: layer, output shape, parameters, multiply-adds per image."""
+        shape = tuple(input_shape or self.input_shape or ())
+        if not shape:
+            raise ValueError("summary needs an input_shape, e.g. (1, 1, 32, 32)")
+        if len(shape) and shape[0] != 1:
+            shape = (1,) + tuple(shape[1:])
+        rows = [("layer", "output shape", "params", "mult-adds")]
+        total_macs = 0
+        rows.append(("input", str(shape[1:]), "", ""))
+        for i, layer in enumerate(self.layers):
+            macs = layer.macs(shape)
+            shape = layer.output_shape(shape)
+            total_macs += macs
+            rows.append((f"{i}: {layer.describe()}", str(tuple(shape[1:])), f"{layer.num_params():,}", f"{macs:,}"))
+        widths = [max(len(r[j]) for r in rows) for j in range(4)]
+        fmt = lambda r: f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}"
+        rule = "-" * (sum(widths) + 6)
+        lines = [fmt(rows[0]), rule] + [fmt(r) for r in rows[1:]] + [rule]
+        lines.append(f"Total parameters: {self.num_params():,}")
+        lines.append(f"Multiply-adds per image (forward): {total_macs:,}")
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def __repr__(self):
+        inner = "\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential[{self.name}](\n{inner}\n)"
+
+
+LENET5_VARIANTS = ("classic", "modern")
+
+
+def lenet5(variant: str = "classic", seed=None, dtype=np.float32, init: str = "default",
+           dropout: float = 0.0) -> Sequential:
+    """LeNet-5 for 1x32x32 inputs (MNIST digits padded by 2 pixels on each side).
+
+    ``classic`` follows LeCun et al. (1998): C1 6@5x5 -> tanh -> S2 2x2 average pool ->
+    C3 16@5x5 -> tanh -> S4 average pool -> C5 120@5x5 -> tanh -> F6 84 -> tanh -> 10
+    outputs (61,706 parameters; C3 here connects to all 6 maps, as in modern
+    re-implementations, and the output is a linear layer read by softmax rather than
+    the paper's RBF units). ``modern`` keeps every shape and swaps in ReLU and 2x2 max
+    pooling. ``dropout > 0`` adds dropout before the last two linear layers.
+    ``seed`` makes the initial weights reproducible; ``init`` picks the scheme
+    (see :mod:`lenet_core.init`).
+    """
+    if variant not in LENET5_VARIANTS:
+        raise ValueError(f"unknown LeNet-5 variant {variant!r}; choose 'classic' or 'modern'")
+    act, pool = (Tanh, AvgPool2D) if variant == "classic" else (ReLU, MaxPool2D)
+    rng = np.random.default_rng(seed)
+    layers = [
+        Conv2D(1, 6, 5, dtype=dtype, rng=rng), act(), pool(2),      # C1, S2: 6@28x28 -> 6@14x14
+        Conv2D(6, 16, 5, dtype=dtype, rng=rng), act(), pool(2),     # C3, S4: 16@10x10 -> 16@5x5
+        Conv2D(16, 120, 5, dtype=dtype, rng=rng), act(),            # C5: 120@1x1
+        Flatten(),
+    ]
+    if dropout:
+        layers.append(Dropout(dropout, seed=rng.integers(2**31)))
+    layers += [Linear(120, 84, dtype=dtype, rng=rng), act()]        # F6
+    if dropout:
+        layers.append(Dropout(dropout, seed=rng.integers(2**31)))
+    layers.append(Linear(84, 10, dtype=dtype, rng=rng))             # output
+    model = Sequential(layers, name=f"lenet5-{variant}", input_shape=(1, 1, 32, 32))
+    if init != "default":
+        from .init import initialize
+        initialize(model, init, seed=rng)
+    return model
+
+
+def mlp(sizes=(784, 300, 100, 10), activation: str = "relu", seed=None, dtype=np.float32) -> Sequential:
+    """A multilayer perceptron baseline, e.g. 784-300-100-10 as in earlier from-scratch attempts.
+
+    Starts with :class:`Flatten`, so it takes images (N, 1, 28, 28) or rows (N, 784).
+    ``activation`` is ``"relu"``, ``"tanh"`` or ``"sigmoid"``.
+    """
+    acts = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid}
+    if activation not in acts:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(acts)}")
+    if len(sizes) < 2:
+        raise ValueError("mlp needs at least an input and an output size")
+    rng = np.random.default_rng(seed)
+    layers: list[Layer] = [Flatten()]
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(Linear(a, b, dtype=dtype, rng=rng))
+        if i < len(sizes) - 2:
+            layers.append(acts[activation]())
+    return Sequential(layers, name="mlp-" + "-".join(map(str, sizes)), input_shape=(1, sizes[0]))
