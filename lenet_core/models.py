@@ -34,6 +34,16 @@ class Sequential:
 
     __call__ = forward
 
+    def forward_trace(self, x) -> list:
+        """Run forward and return ``[x, out_0, out_1, ...]``: the input and every layer's output.
+
+        Used to look at feature maps; the caches are filled exactly as by ``forward``.
+        """
+        outs = [x]
+        for layer in self.layers:
+            outs.append(layer.forward(outs[-1]))
+        return outs
+
     def backward(self, dout):
         for layer in reversed(self.layers):
             dout = layer.backward(dout)

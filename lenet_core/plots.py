@@ -1,0 +1,169 @@
+"""Plots used across the book: digits, pixel values, kernels, feature maps, curves, confusion matrices.
+
+Every function draws with matplotlib (inline backend in notebooks), returns the
+``Figure`` (or draws into a given ``ax``), gives every plot a title and axis
+labels, and never calls ``plt.show()`` itself.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["show_digits", "pixel_heatmap", "show_kernels", "show_feature_maps", "plot_history",
+           "plot_confusion_matrix"]
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _image(a):
+    """(H, W), (1, H, W) -> (H, W)."""
+    a = np.asarray(a)
+    return a[0] if a.ndim == 3 and a.shape[0] == 1 else a
+
+
+def show_digits(images, labels=None, predictions=None, ncols=10, title="MNIST digits", size=1.0, cmap="gray_r"):
+    """A grid of digit images with their labels (and predictions, red when wrong)."""
+    plt = _plt()
+    images = np.asarray(images)
+    n = len(images)
+    nrows = max(1, int(np.ceil(n / ncols)))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.15), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if k >= n:
+            continue
+        ax.imshow(_image(images[k]), cmap=cmap)
+        text, color = "", "black"
+        if labels is not None:
+            text = f"{int(labels[k])}"
+        if predictions is not None:
+            text = (f"{int(labels[k])}→" if labels is not None else "") + f"{int(predictions[k])}"
+            if labels is not None and int(predictions[k]) != int(labels[k]):
+                color = "crimson"
+        if text:
+            ax.set_title(text, fontsize=9, color=color, pad=2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def pixel_heatmap(image, ax=None, title="Pixel intensities", annotate=True, fontsize=5, cmap="Greys"):
+    """One image as a heat map, each pixel's value written in its cell."""
+    plt = _plt()
+    img = _image(image)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 7))
+    im = ax.imshow(img, cmap=cmap)
+    if annotate:
+        threshold = (img.max() + img.min()) / 2
+        fmt = "{:d}" if np.issubdtype(img.dtype, np.integer) else "{:.1f}"
+        for (i, j), v in np.ndenumerate(img):
+            ax.text(j, i, fmt.format(v.item()), ha="center", va="center", fontsize=fontsize,
+                    color="white" if v > threshold else "black")
+    ax.set_title(title)
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return ax.figure
+
+
+def show_kernels(W, title="Convolution kernels", ncols=None, cmap="RdBu_r", size=1.0):
+    """Kernels of a conv weight (F, C, K, K): one row per output channel, one column per input channel.
+
+    Colours are symmetric around zero (red positive, blue negative) with one scale for all.
+    """
+    plt = _plt()
+    W = np.asarray(W)
+    f, c = W.shape[:2]
+    ncols = ncols or c
+    vmax = np.abs(W).max() or 1.0
+    fig, axes = plt.subplots(f, c, figsize=(c * size + 0.6, f * size), squeeze=False)
+    for i in range(f):
+        for j in range(c):
+            ax = axes[i, j]
+            im = ax.imshow(W[i, j], cmap=cmap, vmin=-vmax, vmax=vmax)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(f"out {i}", fontsize=8)
+            if i == 0 and c > 1:
+                ax.set_title(f"in {j}", fontsize=8)
+    fig.suptitle(title)
+    fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02, pad=0.02)
+    return fig
+
+
+def show_feature_maps(maps, title="Feature maps", ncols=8, cmap="viridis", size=1.1):
+    """The channels of one feature map (C, H, W) side by side, each with its own colour scale."""
+    plt = _plt()
+    maps = np.asarray(maps)
+    if maps.ndim == 4:
+        maps = maps[0]
+    c = maps.shape[0]
+    ncols = min(ncols, c)
+    nrows = int(np.ceil(c / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.1), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if k < c:
+            ax.imshow(maps[k], cmap=cmap)
+            ax.set_title(f"ch {k}", fontsize=7, pad=1)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history, title="Training curves", baseline=None):
+    """Loss and accuracy per epoch, train and validation, side by side.
+
+    ``history`` is a dict (or :class:`~lenet_core.training.History`) with lists under
+    ``"train_loss"``, ``"train_acc"`` and optionally ``"val_loss"``, ``"val_acc"``.
+    ``baseline`` may be ``{"label": accuracy}`` horizontal reference lines for the accuracy plot.
+    """
+    plt = _plt()
+    h = dict(history)
+    epochs = np.arange(1, len(h["train_loss"]) + 1)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax1.plot(epochs, h["train_loss"], "o-", label="train")
+    if h.get("val_loss"):
+        ax1.plot(epochs, h["val_loss"], "s--", label="validation")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("cross-entropy loss")
+    ax1.set_title("Loss")
+    ax1.legend()
+    ax2.plot(epochs, 100 * np.asarray(h["train_acc"]), "o-", label="train")
+    if h.get("val_acc"):
+        ax2.plot(epochs, 100 * np.asarray(h["val_acc"]), "s--", label="validation")
+    for label, acc in (baseline or {}).items():
+        ax2.axhline(100 * acc, color="gray", lw=1, ls=":")
+        ax2.annotate(label, (epochs[0], 100 * acc), fontsize=8, color="gray", va="bottom")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("accuracy (%)")
+    ax2.set_title("Accuracy")
+    ax2.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(cm, ax=None, title="Confusion matrix", class_names=None):
+    """A confusion matrix (rows: true class, columns: predicted) with counts in each cell."""
+    plt = _plt()
+    cm = np.asarray(cm)
+    k = cm.shape[0]
+    names = class_names or [str(i) for i in range(k)]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 5.4))
+    shown = np.log1p(cm)  # log scale so the off-diagonal mistakes stay visible
+    ax.imshow(shown, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                color="white" if shown[i, j] > shown.max() / 2 else "black")
+    ax.set_xticks(range(k), names)
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    return ax.figure
