@@ -216,7 +216,7 @@ def write_idx(path: str | os.PathLike, array) -> None:
 
     Notes
     -----
-    Gzip output has its timestamp set to 0, so writing the same array twice
+    Gzip output stores no file name and a zero timestamp, so writing the same array twice
     gives byte-identical files.
     """
     array = np.asarray(array)
@@ -229,7 +229,7 @@ def write_idx(path: str | os.PathLike, array) -> None:
     payload = header + np.ascontiguousarray(array, dtype=DTYPES[code]).tobytes()
     path = Path(path)
     if path.suffix == ".gz":
-        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        with open(path, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz:
             gz.write(payload)
     else:
         path.write_bytes(payload)
