@@ -15,11 +15,27 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["numerical_gradient", "rel_error", "check_layer", "check_model"]
+__all__ = ["numerical_gradient", "rel_error", "max_rel_error", "check_layer", "check_model"]
 
 
 def rel_error(a, b, floor: float = 1e-12) -> float:
-    """Largest elementwise ``|a - b| / max(|a| + |b|, floor)``: 0 for equal arrays, at most 1."""
+    """Relative error of two arrays as a whole: ``||a - b|| / (||a|| + ||b||)`` (Euclidean norms).
+
+    0 for equal arrays, at most 1. A whole-array measure is robust where the
+    elementwise one is not: an entry whose true gradient is tiny (say 1e-9) has an
+    elementwise relative error dominated by rounding even when the backward pass is
+    right. :func:`max_rel_error` gives the stricter elementwise maximum.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    if a.size == 0:
+        return 0.0
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), floor))
+
+
+def max_rel_error(a, b, floor: float = 1e-12) -> float:
+    """Largest elementwise ``|a - b| / max(|a| + |b|, floor)``."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
