@@ -247,6 +247,8 @@ def _fetch_once(url: str, dest, expected_md5: str, expected_size: int | None, ti
             raise _MirrorFailure(_closed_early(received, declared), transient=True) from exc
         raise _explain(exc, timeout) from exc
     except _NETWORK_ERRORS as exc:
+        if isinstance(exc, urllib.error.HTTPError):
+            exc.close()  # an HTTPError holds the open response
         raise _explain(exc, timeout) from exc
     if declared is not None and received != declared:
         raise _MirrorFailure(_closed_early(received, declared), transient=True)
@@ -335,6 +337,7 @@ def download_file(
                         tmp.flush()
                         os.fsync(tmp.fileno())
                         tmp.close()
+                        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; the data is not
                         target = root / name
                         os.replace(tmp_name, target)
                         return target

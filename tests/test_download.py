@@ -174,6 +174,7 @@ def test_downloads_test_split_and_verifies(canonical, cache, mnist_canonical_dir
     assert sorted(canonical.requests) == [TEST_IMAGES, TEST_LABELS]
     for name in (TEST_IMAGES, TEST_LABELS):
         assert md5(cache / name) == MNIST_FILES[name][0]
+        assert (cache / name).stat().st_mode & 0o444 == 0o444  # readable by all, like any download
     assert sorted(p.name for p in cache.iterdir()) == [TEST_IMAGES, TEST_LABELS]  # no temp files
 
     load_mnist("test", root=cache, mirrors=[canonical.url], **FAST)
