@@ -199,6 +199,8 @@ def _explain(exc: BaseException, timeout: float) -> _MirrorFailure:
         return _MirrorFailure(f"HTTP {exc.code} ({exc.reason})", transient)
     if isinstance(exc, urllib.error.URLError):
         exc = exc.reason if isinstance(exc.reason, BaseException) else exc
+    if isinstance(exc, FileNotFoundError):  # file:// mirrors
+        return _MirrorFailure("file not found", transient=False)
     if isinstance(exc, ConnectionRefusedError):
         return _MirrorFailure("connection refused", transient=False)
     if isinstance(exc, TimeoutError):

@@ -207,6 +207,15 @@ def test_mirrors_from_environment(monkeypatch, refused_url, canonical, cache):
     assert canonical.requests == [TEST_LABELS]
 
 
+def test_file_url_mirror(mnist_canonical_dir, cache):
+    """A local directory works as a mirror too, through a file:// URL."""
+    mirror = mnist_canonical_dir.as_uri()
+    download_file(TEST_LABELS, cache, mirrors=mirror, **FAST)
+    assert md5(cache / TEST_LABELS) == MNIST_FILES[TEST_LABELS][0]
+    error = fail(TRAIN_IMAGES, cache, [mirror])
+    assert error.failures == [(mirror + "/" + TRAIN_IMAGES, "file not found")]
+
+
 def test_transient_error_is_retried(canonical, cache):
     canonical.fail_first(TEST_LABELS, 2)
     download_file(TEST_LABELS, cache, mirrors=[canonical.url], retries=2, backoff=0.0, quiet=True)
