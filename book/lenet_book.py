@@ -1,0 +1,294 @@
+"""Sphinx helpers for the LeNet-5 from Scratch book (loaded from ``_config.yml``).
+
+Two jobs, both done when Sphinx reads its configuration:
+
+1. **Offline assets.** The book's pages need MathJax (equations) and the
+   ipywidgets "embed" manager plus RequireJS (widgets that work without a
+   kernel). By default Sphinx and MyST-NB load those from public CDNs. Here we
+   vendor pinned versions from the npm registry into ``book/_vendor/`` (ignored
+   by git), serve them from the built site (``_static/vendor/``) and point
+   ``mathjax_path`` and ``nb_ipywidgets_js`` at the local copies, so that a
+   built page requests nothing from another host.
+
+   Where the files come from, first match wins:
+
+   * ``book/_vendor/static/vendor/`` already filled by an earlier build;
+   * an existing ``node_modules`` folder holding the pinned versions
+     (``$LENET_NODE_MODULES``, else ``./node_modules`` at the repository root);
+   * ``npm pack`` of the three pinned packages (tarballs only, no dependency
+     tree: the packages ship ready-made bundles), checked against the
+     registry's sha512 integrity pinned below.
+
+   If none of that works (say, no ``npm`` on a reader's machine), the build
+   goes on with the public CDN scripts and says so in an *info* message (not a
+   Sphinx warning, so ``-W`` builds do not fail for it).
+
+2. **Launch buttons.** Binder and Colab buttons need a public repository URL.
+   They are switched on by setting ``repository: url:`` in ``_config.yml``;
+   while it is empty the launch providers are removed here, so nothing breaks
+   and no page links to a repository that does not exist. The ``.ipynb``
+   download button is always there.
+
+Set ``LENET_BOOK_CDN=1`` to skip vendoring on purpose and use the CDNs.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+
+#: npm packages vendored into the site: name -> (version, sha512 integrity).
+#: html-manager 1.0.x is the embed manager matching ipywidgets 8.1.
+PACKAGES = {
+    "@jupyter-widgets/html-manager": (
+        "1.0.15",
+        "sha512-5thBIV6ymNgmPVOHvzx+gGy8ZSKmSazhtGw4/c4xJDVzRhG9PTeQsRjF3FUTopvFi//"
+        "SABeNz1yp47bCrJ3CQA==",
+    ),
+    "mathjax": (
+        "3.2.2",
+        "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvt"
+        "RZM1vO+geW0OhGw==",
+    ),
+    "requirejs": (
+        "2.3.7",
+        "sha512-DouTG8T1WanGok6Qjg2SXuCMzszOo0eHeH9hDZ5Y4x8Je+9JB38HdTLT4/VA8OaUhBa0JPV"
+        "HJ0pyBkM1z+pDsw==",
+    ),
+}
+
+#: Which files of each package the site needs: package -> (source dir inside the
+#: package, destination dir under ``_static/vendor``, filter on relative paths).
+_LAYOUT = {
+    "@jupyter-widgets/html-manager": (
+        "dist",
+        "html-manager",
+        # the AMD bundles and the icon fonts they load; no source maps
+        lambda rel: not rel.endswith(".map") and rel not in ("embed.js",),
+    ),
+    "mathjax": (
+        "es5",
+        "mathjax",
+        # the combined component Sphinx uses, plus everything it loads lazily
+        lambda rel: "/" in rel or rel in ("tex-mml-chtml.js", "startup.js", "core.js", "loader.js"),
+    ),
+    "requirejs": ("", "requirejs", lambda rel: rel == "require.js"),
+}
+
+MATHJAX_PATH = "vendor/mathjax/tex-mml-chtml.js"
+REQUIRE_PATH = "vendor/requirejs/require.js"
+EMBED_PATH = "vendor/html-manager/embed-amd.js"
+#: Tells the embed bundle where its icon fonts are (see _ASSETS_PATH_SOURCE).
+ASSETS_PATH_JS = "vendor/html-manager/assets-path.js"
+_ASSETS_PATH_SOURCE = """\
+// Written by book/lenet_book.py. The ipywidgets embed bundle computes where its
+// icon fonts live from the AMD module name, relative to the page; point that name
+// (and the bundle's override variable) at this script's own folder instead.
+(function () {
+  var here = document.currentScript.src.replace(/[?#].*$/, "").replace(/[^/]*$/, "");
+  window.__jupyter_widgets_assets_path__ = here;
+  if (window.require && window.require.config) {
+    window.require.config({paths: {"@jupyter-widgets/html-manager/dist": here.replace(/\\/$/, "")}});
+  }
+})();
+"""
+
+
+def _stamp() -> dict:
+    return {name: version for name, (version, _) in PACKAGES.items()}
+
+
+def _vendor_root(srcdir: Path) -> Path:
+    return srcdir / "book" / "_vendor"
+
+
+def _static_dir(srcdir: Path) -> Path:
+    """The folder added to ``html_static_path``; its ``vendor/`` lands in ``_static/``."""
+    return _vendor_root(srcdir) / "static"
+
+
+def _is_complete(static: Path) -> bool:
+    stamp = static / "vendor" / "versions.json"
+    if not stamp.is_file():
+        return False
+    try:
+        if json.loads(stamp.read_text()) != _stamp():
+            return False
+    except ValueError:
+        return False
+    return all((static / rel).is_file() for rel in (MATHJAX_PATH, REQUIRE_PATH, EMBED_PATH))
+
+
+def _copy_package(pkg_root: Path, name: str, dest_vendor: Path) -> None:
+    src_sub, dest_sub, keep = _LAYOUT[name]
+    src = pkg_root / src_sub if src_sub else pkg_root
+    dest = dest_vendor / dest_sub
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src).as_posix()
+        if path.is_file() and keep(rel):
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+
+
+def _package_version(pkg_root: Path) -> str | None:
+    try:
+        return json.loads((pkg_root / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _from_node_modules(node_modules: Path, dest_vendor: Path) -> bool:
+    roots = {name: node_modules.joinpath(*name.split("/")) for name in PACKAGES}
+    if any(_package_version(root) != PACKAGES[name][0] for name, root in roots.items()):
+        return False
+    for name, root in roots.items():
+        _copy_package(root, name, dest_vendor)
+    return True
+
+
+def _check_integrity(data: bytes, integrity: str) -> bool:
+    algo, _, expected = integrity.partition("-")
+    return base64.b64encode(hashlib.new(algo, data).digest()).decode() == expected
+
+
+def _safe_extract(tgz: bytes, into: Path) -> Path:
+    """Extract an npm tarball (members under ``package/``) refusing odd paths."""
+    with tarfile.open(fileobj=io.BytesIO(tgz), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            target = (into / member.name).resolve()
+            if not str(target).startswith(str(into.resolve())) or member.issym() or member.islnk():
+                raise RuntimeError(f"unexpected path in npm tarball: {member.name}")
+            if member.isfile():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as fh:  # type: ignore[union-attr]
+                    target.write_bytes(fh.read())
+    return into / "package"
+
+
+def _from_npm(npm: str, cache: Path, dest_vendor: Path) -> None:
+    cache.mkdir(parents=True, exist_ok=True)
+    specs = [f"{name}@{version}" for name, (version, _) in PACKAGES.items()]
+    missing = [s for s in specs if not (cache / _tarball_name(s)).is_file()]
+    if missing:
+        logger.info("lenet_book: npm pack %s", " ".join(missing))
+        subprocess.run(
+            [npm, "pack", "--silent", "--pack-destination", str(cache), *missing],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=600,
+        )
+    for name, (version, integrity) in PACKAGES.items():
+        tgz = (cache / _tarball_name(f"{name}@{version}")).read_bytes()
+        if not _check_integrity(tgz, integrity):
+            raise RuntimeError(f"{name}@{version}: tarball does not match the pinned sha512")
+        with tempfile.TemporaryDirectory() as tmp:
+            _copy_package(_safe_extract(tgz, Path(tmp)), name, dest_vendor)
+
+
+def _tarball_name(spec: str) -> str:
+    """The file name ``npm pack`` gives a package: ``@a/b@1.0`` -> ``a-b-1.0.tgz``."""
+    name, _, version = spec.rpartition("@")
+    return f"{name.lstrip('@').replace('/', '-')}-{version}.tgz"
+
+
+def vendor_assets(srcdir: Path) -> tuple[bool, str]:
+    """Make sure the pinned assets sit in ``book/_vendor/static/vendor``.
+
+    Returns ``(ok, how)``: whether the local copies can be used and where
+    they came from (or why not).
+    """
+    static = _static_dir(srcdir)
+    if _is_complete(static):
+        return True, "already vendored"
+    tmp_static = static.with_name("static.partial")
+    shutil.rmtree(tmp_static, ignore_errors=True)
+    dest_vendor = tmp_static / "vendor"
+    how = None
+    candidates = [os.environ.get("LENET_NODE_MODULES"), str(srcdir / "node_modules")]
+    for candidate in filter(None, candidates):
+        if Path(candidate).is_dir() and _from_node_modules(Path(candidate), dest_vendor):
+            how = f"copied from {candidate}"
+            break
+    if how is None:
+        npm = shutil.which("npm")
+        if npm is None:
+            return False, "npm was not found on PATH"
+        try:
+            _from_npm(npm, _vendor_root(srcdir) / "npm", dest_vendor)
+        except (OSError, subprocess.SubprocessError, RuntimeError) as err:
+            detail = getattr(err, "stderr", b"") or b""
+            detail = detail.decode(errors="replace").strip().splitlines()[-1:] if detail else []
+            return False, f"npm pack failed ({err}{': ' + detail[0] if detail else ''})"
+        how = "fetched with npm pack"
+    dest_vendor.mkdir(parents=True, exist_ok=True)
+    (dest_vendor / "versions.json").write_text(json.dumps(_stamp(), indent=1) + "\n")
+    shutil.rmtree(static, ignore_errors=True)
+    tmp_static.rename(static)
+    return True, how
+
+
+def _use_local_assets(app, config) -> None:
+    srcdir = Path(app.srcdir)
+    if os.environ.get("LENET_BOOK_CDN", "").strip() not in ("", "0"):
+        logger.info("lenet_book: LENET_BOOK_CDN is set, MathJax and widgets load from public CDNs")
+        return
+    ok, how = vendor_assets(srcdir)
+    if not ok:
+        logger.info(
+            "lenet_book: could not vendor MathJax and the ipywidgets embed script (%s); "
+            "the pages will load them from public CDNs instead. Install Node.js/npm and "
+            "rebuild for a site that works offline.",
+            how,
+        )
+        return
+    logger.info("lenet_book: serving MathJax and ipywidgets from _static/vendor (%s)", how)
+    static = str(_static_dir(srcdir))
+    (_static_dir(srcdir) / ASSETS_PATH_JS).write_text(_ASSETS_PATH_SOURCE)
+    if static not in config.html_static_path:
+        config.html_static_path.append(static)
+    config.mathjax_path = MATHJAX_PATH
+    config.nb_ipywidgets_js = {
+        REQUIRE_PATH: {},
+        ASSETS_PATH_JS: {},
+        # No CDN attribute: the embed manager only needs the CDN for third-party
+        # widget libraries, and the book uses none.
+        EMBED_PATH: {},
+    }
+
+
+def _guard_launch_buttons(app, config) -> None:
+    """Drop Binder/Colab launch buttons unless a repository URL is configured."""
+    options = config.html_theme_options or {}
+    if (options.get("repository_url") or "").strip():
+        return
+    launch = dict(options.get("launch_buttons") or {})
+    for key in ("binderhub_url", "jupyterhub_url", "colab_url", "deepnote_url", "jupyterlite_url"):
+        launch.pop(key, None)
+    launch["thebe"] = False
+    options["launch_buttons"] = launch
+    config.html_theme_options = options
+
+
+def _on_config_inited(app, config) -> None:
+    _use_local_assets(app, config)
+    _guard_launch_buttons(app, config)
+
+
+def setup(app):
+    # config-inited runs before Sphinx compares the configuration with the
+    # previous build's, and before MyST-NB reads its nb_* values.
+    app.connect("config-inited", _on_config_inited)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
