@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["show_digits", "pixel_heatmap", "show_kernels", "show_feature_maps", "plot_history",
-           "plot_confusion_matrix"]
+           "plot_confusion_matrix", "plot_relative_errors"]
 
 
 def _plt():
@@ -166,4 +166,46 @@ def plot_confusion_matrix(cm, ax=None, title="Confusion matrix", class_names=Non
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
+    return ax.figure
+
+
+def plot_relative_errors(errors, ax=None, title="Gradient check: relative errors", expected=1e-7, bug=1e-5):
+    """Relative errors of gradient checks as horizontal bars on a log scale.
+
+    ``errors`` is ``{name: error}`` (one bar per name), or ``{series: {name: error}}``
+    for grouped bars (e.g. one series per dtype). A green band marks errors up to
+    ``expected`` (what a correct float64 backward pass gives) and a red band errors
+    above ``bug`` (a wrong gradient); pass ``None`` to leave a band out. Exact zeros
+    are drawn at 1e-17.
+    """
+    plt = _plt()
+    if errors and all(isinstance(v, dict) for v in errors.values()):
+        series = {str(k): dict(v) for k, v in errors.items()}
+    else:
+        series = {"": dict(errors)}
+    names = list(dict.fromkeys(n for s in series.values() for n in s))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) * max(1, len(series)) + 1.4))
+    height = 0.8 / len(series)
+    for k, (label, errs) in enumerate(series.items()):
+        pos = np.arange(len(names)) + (k - (len(series) - 1) / 2) * height
+        vals = [max(float(errs.get(n, np.nan)), 1e-17) for n in names]
+        ax.barh(pos, vals, height=height * 0.9, label=label or None, left=1e-17)
+    ax.set_xscale("log")
+    ax.set_xlim(1e-17, 1)
+    ax.set_ylim(len(names) - 0.5, -0.5)
+    if expected is not None:
+        ax.axvspan(1e-17, expected, color="tab:green", alpha=0.08)
+        ax.text(1e-16, 1.01, "expected", color="tab:green", fontsize=8, va="bottom",
+                transform=ax.get_xaxis_transform())
+    if bug is not None:
+        ax.axvspan(bug, 1, color="tab:red", alpha=0.08)
+        ax.text(bug * 2, 1.01, "a bug", color="tab:red", fontsize=8, va="bottom",
+                transform=ax.get_xaxis_transform())
+    ax.set_yticks(np.arange(len(names)), names)
+    ax.set_xlabel("relative error (log scale)")
+    ax.set_ylabel("checked array")
+    ax.set_title(title, pad=14)
+    if len(series) > 1:
+        ax.legend(loc="lower right", fontsize=8)
     return ax.figure
