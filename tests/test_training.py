@@ -1,0 +1,235 @@
+"""Training loop, evaluation helpers and learning-rate schedules (synthetic data, seconds)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import lenet_core as lc
+from lenet_core.checkpoint import load_checkpoint
+from lenet_core.schedules import Constant, CosineAnnealing, ExponentialDecay, StepDecay, make_schedule
+from lenet_core.training import (History, TrainingDiverged, accuracy, confusion_matrix, epoch_permutation,
+                                 evaluate, fit, predict, predict_logits, predict_proba)
+
+
+def _data(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 1, 32, 32), dtype=np.float32)
+    y = rng.integers(0, 10, n)
+    return x, y
+
+
+def _weights(model):
+    return {k: v.copy() for k, v in model.named_params().items()}
+
+
+def _run(seed=0, data_seed=0, epochs=2, variant="modern", dropout=0.0):
+    x, y = _data(seed=data_seed)
+    model = lc.lenet5(variant, seed=1, dropout=dropout)
+    opt = lc.Adam(model, 1e-3)
+    hist = fit(model, opt, x, y, epochs, batch_size=16, x_val=x[:16], y_val=y[:16], seed=seed, progress=False)
+    return model, hist
+
+
+def test_same_seed_same_data_gives_bit_identical_weights():
+    m1, h1 = _run(dropout=0.3)
+    m2, h2 = _run(dropout=0.3)
+    for k, v in _weights(m1).items():
+        assert np.array_equal(v, m2.named_params()[k]), k
+    assert h1["train_loss"] == h2["train_loss"] and h1["val_acc"] == h2["val_acc"]
+
+
+def test_other_seed_changes_the_run():
+    m1, h1 = _run(seed=0, epochs=1)
+    m2, h2 = _run(seed=1, epochs=1)
+    assert not np.array_equal(m1.named_params()["0.W"], m2.named_params()["0.W"])
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch():
+    a = epoch_permutation(3, 5, 100)
+    assert np.array_equal(a, epoch_permutation(3, 5, 100))
+    assert sorted(a) == list(range(100))
+    assert not np.array_equal(a, epoch_permutation(3, 6, 100))
+    assert not np.array_equal(a, epoch_permutation(4, 5, 100))
+
+
+def test_history_contents():
+    _, h = _run(epochs=2)
+    assert isinstance(h, History) and h.epochs == 2
+    assert h["epoch"] == [1, 2]
+    assert all(len(h[k]) == 2 for k in History.KEYS)
+    assert all(0 <= a <= 1 for a in h["train_acc"] + h["val_acc"])
+    assert all(math.isfinite(v) and v > 0 for v in h["train_loss"] + h["val_loss"] + h["seconds"])
+    assert h["lr"] == [1e-3, 1e-3]
+    assert h.last()["epoch"] == 2
+
+
+def test_history_without_validation_keeps_val_lists_empty():
+    x, y = _data(32)
+    model = lc.lenet5("modern", seed=0)
+    h = fit(model, lc.SGD(model, 0.01), x, y, 1, batch_size=32, progress=False)
+    assert h["val_loss"] == [] and h["val_acc"] == [] and len(h["train_loss"]) == 1
+
+
+def test_train_loss_is_mean_over_the_epochs_batches():
+    """With SGD at a tiny lr the weights barely move, so the running mean equals a fresh evaluation."""
+    x, y = _data(40)
+    model = lc.lenet5("classic", seed=0)
+    before = evaluate(model, x, y)
+    h = fit(model, lc.SGD(model, 1e-12), x, y, 1, batch_size=16, progress=False)  # batches of 16, 16, 8
+    assert h["train_loss"][0] == pytest.approx(before[0], rel=1e-5)
+    assert h["train_acc"][0] == pytest.approx(before[1])
+
+
+def test_modes_train_during_fit_eval_during_evaluation():
+    x, y = _data(32)
+    model = lc.lenet5("modern", seed=0, dropout=0.5)
+    seen = []
+
+    class Spy(lc.SoftmaxCrossEntropy):
+        def forward(self, logits, labels):
+            seen.append(model.training)
+            return super().forward(logits, labels)
+
+    fit(model, lc.SGD(model, 0.01), x, y, 1, batch_size=16, x_val=x, y_val=y, progress=False, loss_fn=Spy())
+    assert seen[:2] == [True, True]  # the two training batches
+    assert seen[2:] == [False]       # validation, one batch
+    assert model.training            # back in training mode afterwards
+    model.eval()
+    evaluate(model, x, y)
+    assert not model.layers[9].training  # evaluate restores the previous (eval) mode
+    model.train()
+    a, b = evaluate(model, x, y), evaluate(model, x, y)
+    assert a == b and model.training  # dropout off while evaluating, mode restored
+
+
+def test_schedule_sets_the_learning_rate_per_epoch():
+    x, y = _data(16)
+    model = lc.lenet5("modern", seed=0)
+    opt = lc.SGD(model, 0.1)
+    h = fit(model, opt, x, y, 3, batch_size=16, schedule=StepDecay(0.1, step_size=1, gamma=0.5), progress=False)
+    assert h["lr"] == [0.1, 0.05, 0.025] and opt.lr == 0.025
+
+
+def test_divergence_names_epoch_and_step_and_keeps_the_checkpoint(tmp_path):
+    x, y = _data(64)
+    model = lc.lenet5("modern", seed=0)
+    opt = lc.SGD(model, 0.01)
+    path = tmp_path / "run.npz"
+    schedule = lambda e: 0.01 if e == 0 else 1e10  # noqa: E731 - blows up in the second epoch
+    with pytest.raises(TrainingDiverged) as info:
+        fit(model, opt, x, y, 3, batch_size=16, schedule=schedule, progress=False, checkpoint_path=path)
+    err = info.value
+    assert isinstance(err, RuntimeError)
+    assert err.epoch == 2 and 1 <= err.step <= 4 and err.global_step == 4 + err.step
+    msg = str(err)
+    assert f"epoch 2, step {err.step}" in msg and "lower learning rate" in msg
+    assert err.history.epochs == 1
+    ckpt = load_checkpoint(path)  # the checkpoint of epoch 1 survived
+    assert ckpt.epoch == 1 and all(np.isfinite(v).all() for v in ckpt.model.named_params().values())
+
+
+def test_resume_arguments_are_checked():
+    x, y = _data(16)
+    model = lc.lenet5("modern", seed=0)
+    opt = lc.SGD(model, 0.01)
+    h = fit(model, opt, x, y, 1, batch_size=16, progress=False)
+    with pytest.raises(ValueError, match="start_epoch"):
+        fit(model, opt, x, y, 3, batch_size=16, progress=False, start_epoch=2, history=h)
+    with pytest.raises(ValueError, match="same length|samples"):
+        fit(model, opt, x, y[:5], 1, progress=False)
+    with pytest.raises(ValueError, match="x_val"):
+        fit(model, opt, x, y, 1, x_val=x, progress=False)
+    assert fit(model, opt, x, y, 1, start_epoch=1, history=h, progress=False).epochs == 1  # nothing to do
+
+
+def test_on_epoch_end_can_stop_early():
+    x, y = _data(16)
+    model = lc.lenet5("modern", seed=0)
+    calls = []
+    h = fit(model, lc.SGD(model, 0.01), x, y, 5, batch_size=16, progress=False,
+            on_epoch_end=lambda e, hist: calls.append(e) or e == 2)
+    assert calls == [1, 2] and h.epochs == 2
+
+
+def test_progress_bar_runs(capsys):
+    x, y = _data(16)
+    model = lc.lenet5("modern", seed=0)
+    fit(model, lc.SGD(model, 0.01), x, y, 1, batch_size=8, progress=True)
+    assert "epoch 1/1" in capsys.readouterr().err
+
+
+# -- evaluation -------------------------------------------------------------
+
+
+def test_evaluate_and_predict_shapes_and_batching():
+    x, y = _data(25)
+    model = lc.lenet5("classic", seed=0)
+    logits = predict_logits(model, x, batch_size=7)
+    assert logits.shape == (25, 10) and logits.dtype == np.float32
+    np.testing.assert_allclose(logits, predict_logits(model, x), rtol=1e-5, atol=1e-6)
+    labels = predict(model, x, batch_size=4)
+    assert labels.shape == (25,) and labels.dtype == np.int64 and np.array_equal(labels, logits.argmax(1))
+    probs = predict_proba(model, x)
+    np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-5)
+    loss, acc = evaluate(model, x, y, batch_size=6)
+    loss2, acc2 = evaluate(model, x, y)
+    assert loss == pytest.approx(loss2, rel=1e-5) and acc == acc2 == accuracy(y, labels)
+    ref = -np.log(probs[np.arange(25), y]).mean()
+    assert loss == pytest.approx(ref, rel=1e-4)
+
+
+def test_confusion_matrix_and_accuracy():
+    y_true = np.array([0, 1, 2, 2, 9, 9, 9])
+    y_pred = np.array([0, 2, 2, 2, 9, 1, 9])
+    cm = confusion_matrix(y_true, y_pred)
+    assert cm.shape == (10, 10) and cm.sum() == 7
+    assert np.array_equal(cm.sum(1), np.bincount(y_true, minlength=10))
+    assert np.array_equal(cm.sum(0), np.bincount(y_pred, minlength=10))
+    assert cm[1, 2] == 1 and cm[2, 2] == 2 and cm[9, 1] == 1 and cm[9, 9] == 2
+    assert np.trace(cm) / 7 == accuracy(y_true, y_pred) == pytest.approx(5 / 7)
+    assert confusion_matrix([0, 1], [1, 0], num_classes=2).tolist() == [[0, 1], [1, 0]]
+    with pytest.raises(ValueError):
+        confusion_matrix([0, 10], [0, 1])
+    with pytest.raises(ValueError):
+        accuracy([1, 2], [1])
+
+
+# -- schedules --------------------------------------------------------------
+
+
+def test_schedule_values():
+    assert [Constant(0.1)(e) for e in range(3)] == [0.1] * 3
+    step = StepDecay(1.0, step_size=2, gamma=0.1)
+    assert [step(e) for e in range(5)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
+    exp = ExponentialDecay(0.5, gamma=0.5)
+    assert [exp(e) for e in range(3)] == pytest.approx([0.5, 0.25, 0.125])
+    cos = CosineAnnealing(1.0, total_epochs=4, min_lr=0.1)
+    assert [cos(e) for e in range(6)] == pytest.approx(
+        [1.0, 0.1 + 0.9 * (1 + math.cos(math.pi / 4)) / 2, 0.55, 0.1 + 0.9 * (1 + math.cos(3 * math.pi / 4)) / 2,
+         0.1, 0.1])
+    assert repr(step) == "StepDecay(lr=1.0, step_size=2, gamma=0.1)"
+    assert isinstance(make_schedule("cosine", 0.1, 10), CosineAnnealing)
+    assert make_schedule("step", 0.1, 9)(3) == pytest.approx(0.01)
+    for bad in (lambda: StepDecay(0.1, 0), lambda: Constant(-1), lambda: CosineAnnealing(0.1, 5, min_lr=1),
+                lambda: make_schedule("warmup", 0.1), lambda: Constant(0.1)(-1)):
+        with pytest.raises(ValueError):
+            bad()
+
+
+def test_schedules_match_pytorch():
+    torch = pytest.importorskip("torch")
+    param = torch.nn.Parameter(torch.zeros(1))
+    cases = [(StepDecay(0.1, 3, 0.5), lambda o: torch.optim.lr_scheduler.StepLR(o, 3, 0.5)),
+             (ExponentialDecay(0.1, 0.8), lambda o: torch.optim.lr_scheduler.ExponentialLR(o, 0.8)),
+             (CosineAnnealing(0.1, 7, 0.01), lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 7, 0.01))]
+    for ours, make in cases:
+        opt = torch.optim.SGD([param], lr=0.1)
+        sched = make(opt)
+        theirs = []
+        for _ in range(7):
+            theirs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert [ours(e) for e in range(7)] == pytest.approx(theirs, rel=1e-9), ours
