@@ -1,0 +1,367 @@
+"""Command line: ``python -m lenet_core {train,evaluate,summary,predict}`` (also installed as ``lenet``).
+
+Exit codes: 0 success, 1 a runtime failure (missing data, unreadable checkpoint or
+image, diverged training), 2 a usage error (bad arguments). Expected failures print
+one ``error: ...`` message saying what to do, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main", "build_parser", "format_confusion_matrix"]
+
+DEFAULTS = {"variant": "classic", "epochs": 10, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "seed": 0,
+            "val_size": 0, "limit": None, "schedule": "constant"}
+# settings that decide the training trajectory: fixed by the checkpoint when resuming
+RESUME_FIXED = ("variant", "batch_size", "optimizer", "seed", "val_size", "limit", "schedule")
+
+
+class UsageError(Exception):
+    """Bad combination of arguments: exit code 2."""
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _nonneg_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="python -m lenet_core",
+        description="LeNet-5 from scratch in NumPy: train on MNIST, evaluate checkpoints, read your own digits.",
+        epilog="Run 'python -m lenet_core COMMAND --help' for the options of each command. "
+               "MNIST is read from --data-dir, else $LENET_DATA_DIR, else the user cache (downloaded if missing).")
+    parser.add_argument("--version", action="version", version=f"lenet_core {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def data_args(p):
+        p.add_argument("--data-dir", metavar="DIR",
+                       help="directory with the MNIST IDX files (default: $LENET_DATA_DIR or the user cache)")
+        p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
+
+    t = sub.add_parser("train", help="train LeNet-5 on MNIST and save a checkpoint",
+                       description="Train LeNet-5 on MNIST, save a checkpoint after every epoch and report the "
+                                   "test accuracy. The defaults are the reference recipe: Adam, lr 1e-3, "
+                                   "batch 64, 10 epochs, all training images, no validation split.",
+                       epilog="Examples:\n  python -m lenet_core train --variant modern --epochs 10\n"
+                              "  python -m lenet_core train --limit 2000 --epochs 1   # a quick run\n"
+                              "  python -m lenet_core train --resume lenet5-classic.npz --epochs 15",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--variant", choices=["classic", "modern"],
+                   help="classic: tanh + average pooling (1998); modern: ReLU + max pooling (default classic)")
+    t.add_argument("--epochs", type=_positive_int, default=DEFAULTS["epochs"],
+                   help="total number of epochs; with --resume, train until this many are done (default 10)")
+    t.add_argument("--batch-size", type=_positive_int, help="images per step (default 64)")
+    t.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"], help="default adam")
+    t.add_argument("--lr", type=_positive_float, help="learning rate (default 1e-3)")
+    t.add_argument("--schedule", choices=["constant", "step", "exponential", "cosine"],
+                   help="learning-rate schedule over epochs (default constant)")
+    t.add_argument("--seed", type=int, help="seed for the initial weights, the shuffling and the split (default 0)")
+    data_args(t)
+    t.add_argument("--val-size", type=_nonneg_int,
+                   help="hold out this many training images for validation after each epoch (default 0: none)")
+    t.add_argument("--limit", type=_positive_int, metavar="N",
+                   help="use only the first N training and N test images (a quick run)")
+    t.add_argument("--output", "-o", metavar="CHECKPOINT",
+                   help="where to save (default lenet5-<variant>.npz; with --resume, the resumed file)")
+    t.add_argument("--resume", metavar="CHECKPOINT", help="continue training from this checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars; print one line per epoch")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="test accuracy, loss and confusion matrix of a checkpoint",
+                       description="Evaluate a checkpoint on the MNIST test set: accuracy, mean loss and the "
+                                   "confusion matrix (rows: true digit, columns: predicted).")
+    e.add_argument("checkpoint", metavar="CHECKPOINT")
+    data_args(e)
+    e.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N test images")
+    e.add_argument("--batch-size", type=_positive_int, default=1000, help="images per forward pass (default 1000)")
+    e.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("summary", help="print the layer table of a LeNet-5 variant or a checkpoint",
+                       description="Print each layer's output shape, parameter count and multiply-adds.")
+    s.add_argument("--variant", choices=["classic", "modern"], default="classic", help="default classic")
+    s.add_argument("--checkpoint", metavar="CHECKPOINT", help="describe this checkpoint's model instead")
+    s.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("predict", help="read your own handwritten digits from image files",
+                       description="Predict the digit in each image (PNG, JPEG, ...; any size or colour; dark "
+                                   "ink on light paper or the other way round). Each image is converted the way "
+                                   "MNIST was made: grayscale, inverted if the background is light, cropped to "
+                                   "the ink, scaled to 20 px, centred by centre of mass in 28x28, padded to 32x32.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("images", metavar="IMAGE", nargs="+")
+    p.add_argument("--top", type=_positive_int, default=3, help="how many probabilities to show (default 3)")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def _out(*args):
+    print(*args, flush=True)
+
+
+def _load_split(split, args, limit=None):
+    from .data import load_mnist, prepare_lenet_input
+    images, labels = load_mnist(split, root=args.data_dir, download=not args.no_download)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    return prepare_lenet_input(images), labels.astype(np.int64)
+
+
+def format_confusion_matrix(cm) -> str:
+    """A text table: rows are true classes, columns predictions, plus each row's accuracy."""
+    cm = np.asarray(cm)
+    k = cm.shape[0]
+    width = max(4, len(str(int(cm.max()))) + 1)
+    head = "true\\pred" + "".join(f"{j:>{width}}" for j in range(k)) + "   recall"
+    lines = [head, "-" * len(head)]
+    for i in range(k):
+        total = cm[i].sum()
+        recall = f"{100 * cm[i, i] / total:7.2f}%" if total else "      -"
+        lines.append(f"{i:>9}" + "".join(f"{int(v):>{width}}" for v in cm[i]) + " " + recall)
+    return "\n".join(lines)
+
+
+def _describe_checkpoint(ckpt) -> str:
+    extra = ckpt.extra or {}
+    args = extra.get("train_args", {})
+    bits = [f"{ckpt.model.name}", f"{ckpt.epoch} epoch{'s' if ckpt.epoch != 1 else ''}"]
+    if args:
+        bits.append(f"{args.get('optimizer')} lr {args.get('lr'):g}, batch {args.get('batch_size')}")
+    return ", ".join(bits)
+
+
+# ---------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------
+
+
+def cmd_train(args) -> int:
+    from . import lenet5
+    from .checkpoint import load_checkpoint
+    from .data import train_val_split
+    from .optim import make_optimizer
+    from .schedules import make_schedule
+    from .training import evaluate, fit
+
+    given = {k: getattr(args, k) for k in DEFAULTS if k != "epochs" and getattr(args, k) is not None}
+    ckpt = None
+    if args.resume:
+        ckpt = load_checkpoint(args.resume)
+        stored = dict((ckpt.extra or {}).get("train_args") or {})
+        if not stored:
+            raise UsageError(f"{args.resume} was not written by 'python -m lenet_core train', so the settings "
+                             "needed to resume exactly are unknown; resume it from Python with fit(..., "
+                             "start_epoch=ckpt.epoch, history=ckpt.history)")
+        conflicts = [f"--{k.replace('_', '-')} {given[k]} (checkpoint: {stored.get(k)})"
+                     for k in RESUME_FIXED if k in given and given[k] != stored.get(k)]
+        if conflicts:
+            raise UsageError("resuming continues the checkpoint's run exactly, so these settings cannot change: "
+                             + "; ".join(conflicts) + ". Start a new run (without --resume) to change them.")
+        settings = {**DEFAULTS, **stored}
+        if "lr" in given:
+            settings["lr"] = given["lr"]
+    else:
+        settings = {**DEFAULTS, **given}
+    settings["epochs"] = args.epochs
+    output = Path(args.output or args.resume or f"lenet5-{settings['variant']}.npz")
+    if not output.parent.is_dir() and str(output.parent):
+        raise UsageError(f"--output {output}: directory {output.parent} does not exist")
+
+    limit, val_size = settings["limit"], settings["val_size"]
+    x, y = _load_split("train", args, limit)
+    x_test, y_test = _load_split("test", args, limit)
+    x_val = y_val = None
+    if val_size:
+        if val_size >= len(x):
+            raise UsageError(f"--val-size {val_size} leaves no training images (only {len(x)} available)")
+        (x, y), (x_val, y_val) = train_val_split(x, y, val_size=val_size, seed=settings["seed"])
+
+    if ckpt is not None:
+        model = ckpt.model
+        optimizer = ckpt.make_optimizer()
+        optimizer.lr = settings["lr"]
+        start, history = ckpt.epoch, ckpt.history
+        _out(f"Resuming {args.resume}: {_describe_checkpoint(ckpt)}.")
+        if start >= args.epochs:
+            _out(f"It has already trained {start} epochs (--epochs {args.epochs}); nothing to train.")
+    else:
+        model = lenet5(settings["variant"], seed=settings["seed"])
+        optimizer = make_optimizer(settings["optimizer"], model, settings["lr"])
+        start, history = 0, None
+    schedule = None
+    if settings["schedule"] != "constant":
+        schedule = make_schedule(settings["schedule"], settings["lr"], settings["epochs"])
+    split = f", {len(x_val):,} held out for validation" if x_val is not None else ""
+    _out(f"Training {model.name} ({model.num_params():,} parameters) on {len(x):,} images{split}; "
+         f"{settings['optimizer']} lr {settings['lr']:g}, batch {settings['batch_size']}, seed {settings['seed']}, "
+         f"epochs {start + 1}-{args.epochs} -> {output}")
+
+    def report(epoch, hist):
+        last = hist.last()
+        line = (f"epoch {epoch:>3}/{args.epochs}  loss {last['train_loss']:.4f}  acc {100 * last['train_acc']:.2f}%")
+        if x_val is not None:
+            line += f"  val_loss {last['val_loss']:.4f}  val_acc {100 * last['val_acc']:.2f}%"
+        line += f"  lr {last['lr']:.3g}  {last['seconds']:.1f}s"
+        if args.no_progress:
+            _out(line)
+
+    train_args = {k: settings[k] for k in DEFAULTS if k != "epochs"}
+    t0 = time.perf_counter()
+    history = fit(model, optimizer, x, y, args.epochs, batch_size=settings["batch_size"], x_val=x_val, y_val=y_val,
+                  seed=settings["seed"], schedule=schedule, progress=not args.no_progress, start_epoch=start,
+                  history=history, on_epoch_end=report, checkpoint_path=output,
+                  checkpoint_extra={"train_args": train_args})
+    elapsed = time.perf_counter() - t0
+    test_loss, test_acc = evaluate(model, x_test, y_test)
+    from .checkpoint import save_checkpoint
+    save_checkpoint(output, model, optimizer, epoch=max(start, history.epochs), history=history,
+                    extra={"train_args": train_args, "fit": {"seed": settings["seed"],
+                                                             "batch_size": settings["batch_size"]},
+                           "test": {"loss": test_loss, "accuracy": test_acc, "images": len(x_test)}})
+    ran = history.epochs - start
+    if ran > 0:
+        _out(f"Trained {ran} epoch{'s' if ran != 1 else ''} in {elapsed:.1f}s "
+             f"({elapsed / ran:.1f}s per epoch).")
+    _out(f"Test accuracy: {100 * test_acc:.2f}% ({len(x_test):,} images), test loss {test_loss:.4f}")
+    _out(f"Saved {output}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .training import confusion_matrix, evaluate, predict
+
+    ckpt = load_checkpoint(args.checkpoint)
+    x, y = _load_split("test", args, args.limit)
+    loss, acc = evaluate(ckpt.model, x, y, batch_size=args.batch_size)
+    cm = confusion_matrix(y, predict(ckpt.model, x, batch_size=args.batch_size))
+    _out(f"Checkpoint: {args.checkpoint} ({_describe_checkpoint(ckpt)})")
+    _out(f"Test images: {len(x):,}")
+    _out(f"Accuracy: {100 * acc:.2f}% ({int(np.trace(cm)):,} correct, {len(x) - int(np.trace(cm)):,} wrong)")
+    _out(f"Loss: {loss:.4f}")
+    _out("Confusion matrix (rows: true digit, columns: predicted digit):")
+    _out(format_confusion_matrix(cm))
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from . import lenet5
+    if args.checkpoint:
+        from .checkpoint import load_checkpoint
+        model = load_checkpoint(args.checkpoint).model
+    else:
+        model = lenet5(args.variant, seed=0)
+    _out(model.name)
+    model.summary(print_fn=_out)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .digits import preprocess_digit_image
+    from .training import predict_proba
+
+    ckpt = load_checkpoint(args.checkpoint)
+    failed = 0
+    for path in args.images:
+        try:
+            x = preprocess_digit_image(path)
+        except FileNotFoundError:
+            _err(f"{path}: no such file")
+            failed += 1
+            continue
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL raises UnidentifiedImageError (an OSError)
+            _err(f"{path}: cannot read a digit from this image ({exc})")
+            failed += 1
+            continue
+        probs = predict_proba(ckpt.model, x)[0]
+        order = np.argsort(-probs, kind="stable")[:args.top]
+        top = ", ".join(f"{int(d)}: {100 * probs[d]:.1f}%" for d in order)
+        _out(f"{path}: {int(order[0])}  ({top})")
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------------
+# entry point
+# ---------------------------------------------------------------------------
+
+
+def _err(message):
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv=None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    from .checkpoint import CheckpointError
+    from .idx import IDXFormatError
+    from .training import TrainingDiverged
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2)
+        return int(exc.code or 0)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        _err(str(exc))
+        return 2
+    except FileNotFoundError as exc:
+        _err(str(exc) if not exc.filename else f"{exc.strerror}: {exc.filename}")
+        return 1
+    except (CheckpointError, IDXFormatError, TrainingDiverged) as exc:
+        _err(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        _err("interrupted; the checkpoint of the last completed epoch (if any) is intact")
+        return 130
+    except Exception as exc:
+        from .data import MNISTDownloadError
+        if isinstance(exc, (MNISTDownloadError, OSError)):
+            _err(str(exc))
+            return 1
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
