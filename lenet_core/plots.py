@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["show_digits", "pixel_heatmap", "show_kernels", "show_feature_maps", "plot_history",
-           "plot_confusion_matrix", "plot_relative_errors"]
+           "plot_confusion_matrix", "plot_relative_errors", "feature_map_mosaic"]
 
 
 def _plt():
@@ -208,4 +208,41 @@ def plot_relative_errors(errors, ax=None, title="Gradient check: relative errors
     ax.set_title(title, pad=14)
     if len(series) > 1:
         ax.legend(loc="lower right", fontsize=8)
+    return ax.figure
+
+
+def feature_map_mosaic(maps, ncols=8, ax=None, title="Feature maps", cmap="viridis", pad=1):
+    """All channels of one feature map (C, H, W) tiled into a single image: quick to draw.
+
+    Each channel is scaled to [0, 1] on its own (a constant channel shows as 0) and the
+    tiles are separated by ``pad`` pixels of background (NaN, drawn white). One ``imshow``
+    instead of one axes per channel keeps this fast enough for pre-rendered widgets.
+    A vector (C,) or (C, 1, 1), such as a fully connected layer's output, is drawn as
+    1x1 tiles, i.e. as a small heat map with ``ncols`` values per row.
+    """
+    plt = _plt()
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim == 1:
+        maps = maps[:, None, None]
+    if maps.ndim != 3:
+        raise ValueError(f"feature_map_mosaic expects (C, H, W) or (C,), got shape {maps.shape}")
+    c, h, w = maps.shape
+    ncols = max(1, min(ncols, c))
+    nrows = int(np.ceil(c / ncols))
+    lo = maps.min(axis=(1, 2), keepdims=True)
+    span = maps.max(axis=(1, 2), keepdims=True) - lo
+    scaled = np.where(span > 0, (maps - lo) / np.where(span > 0, span, 1), 0.0)
+    pad = pad if h > 1 or w > 1 else 0
+    canvas = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad), np.nan)
+    for k in range(c):
+        r, q = divmod(k, ncols)
+        canvas[r * (h + pad):r * (h + pad) + h, q * (w + pad):q * (w + pad) + w] = scaled[k]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(min(10, 0.9 + 0.12 * canvas.shape[1]), min(8, 0.9 + 0.12 * canvas.shape[0])))
+    ax.imshow(canvas, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel(f"{c} channels, {ncols} per row" + (f", each {h}x{w}" if h > 1 or w > 1 else ""))
+    ax.set_ylabel("channel rows")
+    ax.set_title(title)
     return ax.figure
