@@ -218,7 +218,8 @@ def feature_map_mosaic(maps, ncols=8, ax=None, title="Feature maps", cmap="virid
     tiles are separated by ``pad`` pixels of background (NaN, drawn white). One ``imshow``
     instead of one axes per channel keeps this fast enough for pre-rendered widgets.
     A vector (C,) or (C, 1, 1), such as a fully connected layer's output, is drawn as
-    1x1 tiles, i.e. as a small heat map with ``ncols`` values per row.
+    1x1 tiles with one colour scale for the whole vector: a small heat map with ``ncols``
+    values per row.
     """
     plt = _plt()
     maps = np.asarray(maps, dtype=np.float64)
@@ -229,10 +230,11 @@ def feature_map_mosaic(maps, ncols=8, ax=None, title="Feature maps", cmap="virid
     c, h, w = maps.shape
     ncols = max(1, min(ncols, c))
     nrows = int(np.ceil(c / ncols))
-    lo = maps.min(axis=(1, 2), keepdims=True)
-    span = maps.max(axis=(1, 2), keepdims=True) - lo
+    per_channel = h > 1 or w > 1
+    lo = maps.min(axis=(1, 2), keepdims=True) if per_channel else maps.min()
+    span = (maps.max(axis=(1, 2), keepdims=True) if per_channel else maps.max()) - lo
     scaled = np.where(span > 0, (maps - lo) / np.where(span > 0, span, 1), 0.0)
-    pad = pad if h > 1 or w > 1 else 0
+    pad = pad if per_channel else 0
     canvas = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad), np.nan)
     for k in range(c):
         r, q = divmod(k, ncols)
@@ -242,7 +244,7 @@ def feature_map_mosaic(maps, ncols=8, ax=None, title="Feature maps", cmap="virid
     ax.imshow(canvas, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_xlabel(f"{c} channels, {ncols} per row" + (f", each {h}x{w}" if h > 1 or w > 1 else ""))
-    ax.set_ylabel("channel rows")
+    ax.set_xlabel(f"{c} channels, {ncols} per row" + (f", each {h}x{w}" if per_channel else " (one colour scale)"))
+    ax.set_ylabel(f"rows of {ncols}")
     ax.set_title(title)
     return ax.figure
