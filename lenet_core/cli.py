@@ -74,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
 
     t = sub.add_parser("train", help="train LeNet-5 on MNIST and save a checkpoint",
-                       description="Train LeNet-5 on MNIST, save a checkpoint after every epoch and report the "
-                                   "test accuracy. The defaults are the reference recipe: Adam, lr 1e-3, "
-                                   "batch 64, 10 epochs, all training images, no validation split.",
+                       description="Train LeNet-5 on MNIST, save a checkpoint after every epoch and report the\n"
+                                   "test accuracy. The defaults are the reference recipe: Adam, lr 1e-3, batch 64,\n"
+                                   "10 epochs, all training images, no validation split.",
                        epilog="Examples:\n  python -m lenet_core train --variant modern --epochs 10\n"
                               "  python -m lenet_core train --limit 2000 --epochs 1   # a quick run\n"
                               "  python -m lenet_core train --resume lenet5-classic.npz --epochs 15",
@@ -140,7 +140,11 @@ def _out(*args):
 
 def _load_split(split, args, limit=None):
     from .data import load_mnist, prepare_lenet_input
-    images, labels = load_mnist(split, root=args.data_dir, download=not args.no_download)
+    try:
+        images, labels = load_mnist(split, root=args.data_dir, download=not args.no_download)
+    except FileNotFoundError as exc:
+        note = "Or drop --no-download to fetch them." if args.no_download else ""
+        raise FileNotFoundError(str(exc).replace("Or call load_mnist with download=True.", note).rstrip()) from None
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     return prepare_lenet_input(images), labels.astype(np.int64)
