@@ -205,7 +205,7 @@ def plot_relative_errors(errors, ax=None, title="Gradient check: relative errors
     ax.set_yticks(np.arange(len(names)), names)
     ax.set_xlabel("relative error (log scale)")
     ax.set_ylabel("checked array")
-    ax.set_title(title, pad=14)
+    ax.set_title(title, pad=18)
     if len(series) > 1:
         ax.legend(loc="lower right", fontsize=8)
     return ax.figure
