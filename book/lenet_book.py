@@ -29,6 +29,9 @@ Two jobs, both done when Sphinx reads its configuration:
    and no page links to a repository that does not exist. The ``.ipynb``
    download button is always there.
 
+3. **Duplicate scripts.** One copy of each ``<script>`` per page (see
+   ``_drop_duplicate_scripts``).
+
 Set ``LENET_BOOK_CDN=1`` to skip vendoring on purpose and use the CDNs.
 """
 from __future__ import annotations
@@ -89,20 +92,8 @@ _LAYOUT = {
 MATHJAX_PATH = "vendor/mathjax/tex-mml-chtml.js"
 REQUIRE_PATH = "vendor/requirejs/require.js"
 EMBED_PATH = "vendor/html-manager/embed-amd.js"
-#: Tells the embed bundle where its icon fonts are (see _ASSETS_PATH_SOURCE).
-ASSETS_PATH_JS = "vendor/html-manager/assets-path.js"
-_ASSETS_PATH_SOURCE = """\
-// Written by book/lenet_book.py. The ipywidgets embed bundle computes where its
-// icon fonts live from the AMD module name, relative to the page; point that name
-// (and the bundle's override variable) at this script's own folder instead.
-(function () {
-  var here = document.currentScript.src.replace(/[?#].*$/, "").replace(/[^/]*$/, "");
-  window.__jupyter_widgets_assets_path__ = here;
-  if (window.require && window.require.config) {
-    window.require.config({paths: {"@jupyter-widgets/html-manager/dist": here.replace(/\\/$/, "")}});
-  }
-})();
-"""
+#: Committed helper loaded between RequireJS and the embed bundle (fonts, MathJax 3).
+SETUP_JS = "lenet/widgets-setup.js"
 
 
 def _stamp() -> dict:
@@ -240,29 +231,46 @@ def vendor_assets(srcdir: Path) -> tuple[bool, str]:
     return True, how
 
 
+def _cdn_widget_scripts(defaults: dict) -> dict:
+    """MyST-NB's default (CDN) scripts with the set-up script slotted in before the embed."""
+    scripts = {}
+    for url, attrs in defaults.items():
+        if "html-manager" in url:
+            scripts[SETUP_JS] = {}
+        scripts[url] = attrs
+    scripts.setdefault(SETUP_JS, {})
+    return scripts
+
+
 def _use_local_assets(app, config) -> None:
     srcdir = Path(app.srcdir)
+    own_static = str(srcdir / "book" / "static")
+    if own_static not in config.html_static_path:
+        config.html_static_path.append(own_static)
     if os.environ.get("LENET_BOOK_CDN", "").strip() not in ("", "0"):
         logger.info("lenet_book: LENET_BOOK_CDN is set, MathJax and widgets load from public CDNs")
-        return
-    ok, how = vendor_assets(srcdir)
+        ok, how = False, None
+    else:
+        ok, how = vendor_assets(srcdir)
+        if not ok:
+            logger.info(
+                "lenet_book: could not vendor MathJax and the ipywidgets embed script (%s); "
+                "the pages will load them from public CDNs instead. Install Node.js/npm and "
+                "rebuild for a site that works offline.",
+                how,
+            )
     if not ok:
-        logger.info(
-            "lenet_book: could not vendor MathJax and the ipywidgets embed script (%s); "
-            "the pages will load them from public CDNs instead. Install Node.js/npm and "
-            "rebuild for a site that works offline.",
-            how,
-        )
+        config.nb_ipywidgets_js = _cdn_widget_scripts(dict(config.nb_ipywidgets_js))
         return
     logger.info("lenet_book: serving MathJax and ipywidgets from _static/vendor (%s)", how)
     static = str(_static_dir(srcdir))
-    (_static_dir(srcdir) / ASSETS_PATH_JS).write_text(_ASSETS_PATH_SOURCE)
     if static not in config.html_static_path:
         config.html_static_path.append(static)
     config.mathjax_path = MATHJAX_PATH
     config.nb_ipywidgets_js = {
         REQUIRE_PATH: {},
-        ASSETS_PATH_JS: {},
+        # data-assets: where the embed bundle's fonts are, relative to SETUP_JS
+        SETUP_JS: {"data-assets": "../" + EMBED_PATH.rsplit("/", 1)[0] + "/"},
         # No CDN attribute: the embed manager only needs the CDN for third-party
         # widget libraries, and the book uses none.
         EMBED_PATH: {},
@@ -282,6 +290,27 @@ def _guard_launch_buttons(app, config) -> None:
     config.html_theme_options = options
 
 
+def _drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> None:
+    """Keep one copy of each script tag.
+
+    sphinx-thebe (loaded by Jupyter Book) can register its inline configuration
+    script twice; the second ``const THEBE_JS_URL`` then throws a SyntaxError in
+    the reader's browser console.
+    """
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, unique = set(), []
+    for js in scripts:
+        # the same script may be registered with filename None and with ""
+        attributes = getattr(js, "attributes", {}) or {}
+        key = (str(getattr(js, "filename", js) or ""), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(js)
+    context["script_files"] = unique
+
+
 def _on_config_inited(app, config) -> None:
     _use_local_assets(app, config)
     _guard_launch_buttons(app, config)
@@ -291,4 +320,5 @@ def setup(app):
     # config-inited runs before Sphinx compares the configuration with the
     # previous build's, and before MyST-NB reads its nb_* values.
     app.connect("config-inited", _on_config_inited)
+    app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -188,8 +188,12 @@ class PrecomputedExplorer(widgets.VBox):
         one list of labels per control.
     """
 
+    #: CSS class of the widget's box on the page (the book's browser tests look for it).
+    dom_class = "lenet-explorer"
+
     def __init__(self, controls, stack, states, links, labels, **kwargs):
         super().__init__(children=[*controls, stack], **kwargs)
+        self.add_class(self.dom_class)
         self.controls = list(controls)
         self.stack = stack
         self.states = states
