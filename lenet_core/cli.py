@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to save (default lenet5-<variant>.npz; with --resume, the resumed file)")
     t.add_argument("--resume", metavar="CHECKPOINT", help="continue training from this checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bars; print one line per epoch")
-    t.set_defaults(func=cmd_train)
+    t.set_defaults(func=cmd_train, parser=t)
 
     e = sub.add_parser("evaluate", help="test accuracy, loss and confusion matrix of a checkpoint",
                        description="Evaluate a checkpoint on the MNIST test set: accuracy, mean loss and the "
@@ -109,13 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(e)
     e.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N test images")
     e.add_argument("--batch-size", type=_positive_int, default=1000, help="images per forward pass (default 1000)")
-    e.set_defaults(func=cmd_evaluate)
+    e.set_defaults(func=cmd_evaluate, parser=e)
 
     s = sub.add_parser("summary", help="print the layer table of a LeNet-5 variant or a checkpoint",
                        description="Print each layer's output shape, parameter count and multiply-adds.")
     s.add_argument("--variant", choices=["classic", "modern"], default="classic", help="default classic")
     s.add_argument("--checkpoint", metavar="CHECKPOINT", help="describe this checkpoint's model instead")
-    s.set_defaults(func=cmd_summary)
+    s.set_defaults(func=cmd_summary, parser=s)
 
     p = sub.add_parser("predict", help="read your own handwritten digits from image files",
                        description="Predict the digit in each image (PNG, JPEG, ...; any size or colour; dark "
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("images", metavar="IMAGE", nargs="+")
     p.add_argument("--top", type=_positive_int, default=3, help="how many probabilities to show (default 3)")
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=cmd_predict, parser=p)
     return parser
 
 
@@ -319,7 +319,7 @@ def cmd_predict(args) -> int:
             continue
         probs = predict_proba(ckpt.model, x)[0]
         order = np.argsort(-probs, kind="stable")[:args.top]
-        top = ", ".join(f"{int(d)}: {100 * probs[d]:.1f}%" for d in order)
+        top = ", ".join(f"{int(d)}: " + (f"{100 * probs[d]:.1f}%" if probs[d] >= 5e-4 else "<0.1%") for d in order)
         _out(f"{path}: {int(order[0])}  ({top})")
     return 1 if failed else 0
 
@@ -347,7 +347,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except UsageError as exc:
-        parser.print_usage(sys.stderr)
+        args.parser.print_usage(sys.stderr)
         _err(str(exc))
         return 2
     except FileNotFoundError as exc:
