@@ -1,6 +1,6 @@
 """Sphinx helpers for the LeNet-5 from Scratch book (loaded from ``_config.yml``).
 
-Two jobs, both done when Sphinx reads its configuration:
+Three small jobs:
 
 1. **Offline assets.** The book's pages need MathJax (equations) and the
    ipywidgets "embed" manager plus RequireJS (widgets that work without a
@@ -8,7 +8,10 @@ Two jobs, both done when Sphinx reads its configuration:
    vendor pinned versions from the npm registry into ``book/_vendor/`` (ignored
    by git), serve them from the built site (``_static/vendor/``) and point
    ``mathjax_path`` and ``nb_ipywidgets_js`` at the local copies, so that a
-   built page requests nothing from another host.
+   built page requests nothing from another host. ``book/static/lenet/
+   widgets-setup.js`` (committed) runs between RequireJS and the embed bundle:
+   it tells the bundle where its fonts are and lets ipywidgets typeset labels
+   with MathJax 3. ``book/static`` is added to ``html_static_path`` too.
 
    Where the files come from, first match wins:
 
