@@ -17,6 +17,19 @@ gradient checks); the others compute in their input's floating dtype.
 The convolution and pooling layers here are the fast, vectorized path: no
 Python loop runs over pixels, channels or images. The plainly written loop
 versions that the tests compare them against live in :mod:`lenet_core.reference`.
+
+Memory layout. The *shapes* are NCHW everywhere, but inside the convolution the
+batch axis is kept innermost: a convolution turns its input into a contiguous
+(C, H, W, N) array, does its work there, and returns its output as a
+*transposed view* ``out_chwn.transpose(3, 0, 1, 2)``, which has the NCHW shape
+(N, F, H, W) but the (F, H, W, N) memory order. Why: every window of a
+(C, H, W, N) array is made of long contiguous runs (a whole row of ``W * N``
+numbers), so gathering the windows (im2col) is a handful of fast block copies,
+and one matrix product then covers the whole batch. The elementwise and pooling
+layers keep whatever memory order they are given (NumPy's ufuncs do), so the
+next convolution finds its input already in this order and needs no copy.
+Nothing changes for a caller: values, shapes and indexing are those of an NCHW
+array; call ``np.ascontiguousarray`` if you need NCHW memory order.
 """
 from __future__ import annotations
 
@@ -44,18 +57,37 @@ def _as_float(x, dtype=None) -> np.ndarray:
     return x
 
 
-def _windows(x: np.ndarray, kernel_size: int, stride: int) -> np.ndarray:
-    """A read-only strided view of every ``k x k`` window of ``x`` (N, C, H, W).
+def _batch_last(x: np.ndarray) -> np.ndarray:
+    """``x`` (N, C, H, W) as a C-contiguous (C, H, W, N) array: the batch axis innermost.
 
-    Returns shape (N, C, H_out, W_out, k, k) without copying: element
-    ``[n, c, i, j, u, v]`` is ``x[n, c, i*stride + u, j*stride + v]``.
+    No copy if ``x`` is already a transposed view of such an array (the output of a
+    :class:`Conv2D`, or of an elementwise or pooling layer applied to one).
     """
-    n, c, h, w = x.shape
-    k, s = kernel_size, stride
-    h_out, w_out = (h - k) // s + 1, (w - k) // s + 1
-    sn, sc, sh, sw = x.strides
-    return as_strided(x, shape=(n, c, h_out, w_out, k, k),
-                      strides=(sn, sc, sh * s, sw * s, sh, sw), writeable=False)
+    return np.ascontiguousarray(x.transpose(1, 2, 3, 0))
+
+
+def _window_view(x: np.ndarray, k: int, stride: int, ho: int, wo: int, lead: int) -> np.ndarray:
+    """A read-only strided view of every ``k x k`` window of the axes ``lead`` and ``lead + 1``.
+
+    ``x`` has the spatial axes (H, W) at positions ``lead``, ``lead + 1``. The view
+    inserts the window offsets (u, v) just before them and replaces them with the
+    window positions (i, j): for ``x`` of shape (C, H, W, N) and ``lead=1`` it has shape
+    (C, K, K, H_out, W_out, N) and element ``[c, u, v, i, j, n]`` is
+    ``x[c, i*stride + u, j*stride + v, n]``. Nothing is copied.
+    """
+    sh, sw = x.strides[lead], x.strides[lead + 1]
+    shape = x.shape[:lead] + (k, k, ho, wo) + x.shape[lead + 2:]
+    strides = x.strides[:lead] + (sh, sw, sh * stride, sw * stride) + x.strides[lead + 2:]
+    return as_strided(x, shape=shape, strides=strides, writeable=False)
+
+
+def _offset_slices(k: int, stride: int, ho: int, wo: int):
+    """For each window offset (u, v), in row-major order: the strided slices of an
+    (N, C, H, W) array holding ``x[n, c, i*stride + u, j*stride + v]`` for all windows (i, j)."""
+    for u in range(k):
+        for v in range(k):
+            yield u, v, (slice(None), slice(None), slice(u, u + (ho - 1) * stride + 1, stride),
+                         slice(v, v + (wo - 1) * stride + 1, stride))
 
 
 class Layer:
@@ -154,13 +186,28 @@ class Conv2D(Layer):
         b:    (F,)
         out:  (N, F, H_out, W_out),  H_out = floor((H + 2P - K) / S) + 1 (same for W_out)
 
-    Backward, with ``dout = dL/dout`` of shape (N, F, H_out, W_out)::
+    How it is computed (im2col): gather every window into the columns of one matrix
+    ``cols`` of shape (C*K*K, H_out*W_out*N) -- row ``(c, u, v)``, column ``(i, j, n)``
+    holds ``xp[n, c, i*S + u, j*S + v]`` -- and the whole batch is one matrix product::
 
-        db[f]          = sum_{n,i,j} dout[n, f, i, j]
-        dW[f, c, u, v] = sum_{n,i,j} dout[n, f, i, j] * xp[n, c, i*S + u, j*S + v]
-        dxp            = "full" correlation of the stride-dilated dout with W rotated by 180 degrees
+        out2d = W2d @ cols + b        W2d = W.reshape(F, C*K*K),  out2d: (F, H_out*W_out*N)
 
-    Cache: the padded input ``xp`` (its windows are re-read as a strided view, not stored).
+    The batch axis is innermost (see the module docstring): ``cols`` is filled from a
+    (C, H, W, N) copy of ``xp`` in one strided copy whose contiguous runs are whole
+    rows of ``W_out * N`` numbers, and ``out2d`` is returned as an NCHW-shaped view.
+
+    Backward, with ``dout = dL/dout`` of shape (N, F, H_out, W_out), as ``dout2d``
+    (F, H_out*W_out*N) in the same order::
+
+        db    = dout2d.sum(axis=1)          i.e. db[f] = sum_{n,i,j} dout[n, f, i, j]
+        dW2d  = dout2d @ cols.T             i.e. dW[f, c, u, v] = sum_{n,i,j} dout[n, f, i, j] * xp[n, c, i*S + u, j*S + v]
+        dcols = W2d.T @ dout2d              (C*K*K, H_out*W_out*N)
+        dxp[n, c, i*S + u, j*S + v] += dcols[(c, u, v), (i, j, n)]   (col2im: K*K strided adds)
+
+    and ``dx`` is ``dxp`` without its padding. The col2im step sends every column back to
+    the window it came from; overlapping windows add up.
+
+    Cache: ``cols`` (reused as a buffer by the next forward of the same shape) and the input shape.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -179,6 +226,7 @@ class Conv2D(Layer):
         self.params["W"] = uniform_fan_in(shape, fan_in, rng, dtype)
         self.params["b"] = uniform_fan_in((self.out_channels,), fan_in, rng, dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self._cols = None  # the im2col buffer, kept between steps to avoid reallocating it
 
     def get_config(self):
         return dict(in_channels=self.in_channels, out_channels=self.out_channels,
@@ -197,55 +245,74 @@ class Conv2D(Layer):
         n, f, ho, wo = self.output_shape(input_shape)
         return n * f * ho * wo * self.in_channels * self.kernel_size ** 2
 
-    def _pad(self, x):
+    def _padded_batch_last(self, x):
+        """``x`` (N, C, H, W) -> zero-padded, contiguous (C, H + 2P, W + 2P, N)."""
         p = self.padding
         if p == 0:
-            return x
-        return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+            return _batch_last(x)
+        n, c, h, w = x.shape
+        xp = np.zeros((c, h + 2 * p, w + 2 * p, n), dtype=x.dtype)
+        xp[:, p:p + h, p:p + w, :] = x.transpose(1, 2, 3, 0)
+        return xp
 
     def forward(self, x):
         W, b = self.params["W"], self.params["b"]
         x = _as_float(x, W.dtype)
         _check_input(self, x, 4, "(N, C, H, W)", self.in_channels)
-        k = self.kernel_size
+        k, s = self.kernel_size, self.stride
         if x.shape[2] + 2 * self.padding < k or x.shape[3] + 2 * self.padding < k:
             raise ValueError(f"Conv2D: input {x.shape} (padding {self.padding}) is smaller than the "
                              f"{k}x{k} kernel.")
-        xp = self._pad(x)
-        cols = _windows(xp, k, self.stride)                       # (N, C, Ho, Wo, K, K) view
-        out = np.tensordot(cols, W, axes=([1, 4, 5], [1, 2, 3]))  # (N, Ho, Wo, F)
-        out += b
-        self.cache = (xp, x.shape)
-        return out.transpose(0, 3, 1, 2)
+        n, f, ho, wo = self.output_shape(x.shape)
+        c = self.in_channels
+        xp = self._padded_batch_last(x)                           # (C, Hp, Wp, N), contiguous
+        # im2col: one strided copy of the (C, K, K, Ho, Wo, N) window view into the buffer.
+        # Its innermost contiguous runs are whole output rows (Wo * N numbers when S = 1).
+        shape = (c, k, k, ho, wo, n)
+        if self._cols is None or self._cols.shape != shape or self._cols.dtype != W.dtype:
+            self._cols = np.empty(shape, dtype=W.dtype)
+        cols = self._cols
+        np.copyto(cols, _window_view(xp, k, s, ho, wo, lead=1))
+        cols2d = cols.reshape(c * k * k, ho * wo * n)
+        out = W.reshape(f, c * k * k) @ cols2d                    # (F, Ho*Wo*N): one BLAS call
+        out += b[:, None]
+        self.cache = (cols2d, x.shape)
+        # (F, Ho, Wo, N) in memory, handed out as an (N, F, Ho, Wo) view: no transpose copy.
+        return out.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)
 
     def backward(self, dout):
-        xp, x_shape = self._cached()
+        cols2d, x_shape = self._cached()
         W = self.params["W"]
-        n, f = x_shape[0], self.out_channels
+        n, c, h, w = x_shape
+        _, f, ho, wo = self.output_shape(x_shape)
         k, s, p = self.kernel_size, self.stride, self.padding
-        ho, wo = conv_output_size(x_shape[2], k, s, p), conv_output_size(x_shape[3], k, s, p)
         dout = _as_float(self._check_dout(dout, (n, f, ho, wo)), W.dtype)
+        d2d = _batch_last(dout).reshape(f, ho * wo * n)          # no copy if dout came from us
 
-        self.grads["b"] = dout.sum(axis=(0, 2, 3))
-        cols = _windows(xp, k, s)
-        self.grads["W"] = np.tensordot(dout, cols, axes=([0, 2, 3], [0, 2, 3]))  # (F, C, K, K)
+        self.grads["b"] = d2d.sum(axis=1)
+        self.grads["W"] = (d2d @ cols2d.T).reshape(W.shape)
+        dcols = (W.reshape(f, c * k * k).T @ d2d).reshape(c, k, k, ho, wo, n)
 
-        # dx: spread each output gradient back over the window it came from. Insert S-1 zeros
-        # between the gradients (undoing the stride), pad by K-1 and correlate with the kernel
-        # rotated by 180 degrees, channels swapped: the "full" convolution of dout with W.
-        hp, wp = xp.shape[2], xp.shape[3]
-        dil = np.zeros((n, f, hp + k - 1, wp + k - 1), dtype=dout.dtype)
-        dil[:, :, k - 1:k - 1 + (ho - 1) * s + 1:s, k - 1:k - 1 + (wo - 1) * s + 1:s] = dout
-        w_rot = W[:, :, ::-1, ::-1]
-        dxp = np.tensordot(_windows(dil, k, 1), w_rot, axes=([1, 4, 5], [0, 2, 3]))  # (N, Hp, Wp, C)
-        dxp = dxp.transpose(0, 3, 1, 2)
+        # col2im: add the column of every window offset (u, v) back onto the input positions it
+        # was read from -- K*K strided adds, each over whole rows of Wo * N numbers.
+        dxp = np.zeros((c, h + 2 * p, w + 2 * p, n), dtype=W.dtype)
+        for u in range(k):
+            for v in range(k):
+                dxp[:, u:u + (ho - 1) * s + 1:s, v:v + (wo - 1) * s + 1:s, :] += dcols[:, u, v]
         if p:
-            dxp = dxp[:, :, p:p + x_shape[2], p:p + x_shape[3]]
-        return np.ascontiguousarray(dxp)
+            dxp = dxp[:, p:p + h, p:p + w, :]
+        return dxp.transpose(3, 0, 1, 2)                          # (N, C, H, W) view
 
 
 class _Pool2D(Layer):
-    """Shared shape logic of the pooling layers: floor mode, no padding."""
+    """Shared shape logic of the pooling layers: floor mode, no padding.
+
+    Both pools are written as a short loop over the ``K*K`` window offsets ``(u, v)``:
+    the inputs at offset ``(u, v)`` of every window form one strided slice of ``x``, so
+    each step is a single vectorized operation over the whole batch. The slices and
+    NumPy's elementwise operations keep the input's memory order, so the pools work
+    in whichever order they are given (see the module docstring) without copying.
+    """
 
     def __init__(self, kernel_size: int, stride: int | None = None):
         super().__init__()
@@ -274,13 +341,10 @@ class _Pool2D(Layer):
                              f"{self.kernel_size}x{self.kernel_size} window.")
         return x
 
-    def _window_slices(self, ho, wo):
-        """For each window offset (u, v): the strided slices of the input it touches."""
-        k, s = self.kernel_size, self.stride
-        for u in range(k):
-            for v in range(k):
-                yield u, v, (slice(None), slice(None), slice(u, u + (ho - 1) * s + 1, s),
-                             slice(v, v + (wo - 1) * s + 1, s))
+    def _window_slices(self, x_shape):
+        """The (u, v, slices) of every window offset, for an input of shape ``x_shape``."""
+        _, _, ho, wo = self.output_shape(x_shape)
+        return _offset_slices(self.kernel_size, self.stride, ho, wo)
 
 
 class AvgPool2D(_Pool2D):
@@ -291,10 +355,14 @@ class AvgPool2D(_Pool2D):
     Shapes: x (N, C, H, W) -> out (N, C, H_out, W_out), H_out = floor((H - K) / S) + 1.
     Rows and columns left over by the floor get no output and zero gradient.
 
-    Backward *spreads* each output gradient evenly over its window:
-    ``dx[n, c, i*S + u, j*S + v] += dout[n, c, i, j] / K^2`` (overlapping windows add up).
+    Computed as the sum of the ``K*K`` strided slices ``x[:, :, u::S, v::S]`` (cut to
+    H_out x W_out), scaled by ``1/K^2``.
 
-    Cache: only the input shape and dtype.
+    Backward *spreads* each output gradient evenly over its window:
+    ``dx[n, c, i*S + u, j*S + v] += dout[n, c, i, j] / K^2`` (overlapping windows add up),
+    one strided add per offset ``(u, v)``.
+
+    Cache: the input (a reference, used only for its shape and memory order).
     """
 
     def macs(self, input_shape):
@@ -303,24 +371,23 @@ class AvgPool2D(_Pool2D):
 
     def forward(self, x):
         x = self._prepare(x)
-        out = _windows(x, self.kernel_size, self.stride).mean(axis=(4, 5), dtype=x.dtype)
-        self.cache = (x.shape, x.dtype)
+        out = None
+        for _, _, sl in self._window_slices(x.shape):
+            if out is None:
+                out = x[sl].copy(order="K")  # a new array, in x's memory order
+            else:
+                out += x[sl]
+        out *= x.dtype.type(1 / self.kernel_size ** 2)
+        self.cache = x
         return out
 
     def backward(self, dout):
-        x_shape, dtype = self._cached()
-        out_shape = self.output_shape(x_shape)
-        dout = _as_float(self._check_dout(dout, out_shape), dtype)
-        k, s = self.kernel_size, self.stride
-        share = dout / dtype.type(k * k)
-        ho, wo = out_shape[2], out_shape[3]
-        dx = np.zeros(x_shape, dtype=dtype)
-        if s == k:  # non-overlapping windows: one broadcast write, no loop
-            n, c = x_shape[0], x_shape[1]
-            spread = np.broadcast_to(share[:, :, :, None, :, None], (n, c, ho, k, wo, k))
-            dx[:, :, :ho * k, :wo * k] = spread.reshape(n, c, ho * k, wo * k)
-            return dx
-        for _, _, sl in self._window_slices(ho, wo):
+        x = self._cached()
+        x_shape, dtype = x.shape, x.dtype
+        dout = _as_float(self._check_dout(dout, self.output_shape(x_shape)), dtype)
+        share = dout * dtype.type(1 / self.kernel_size ** 2)
+        dx = np.zeros_like(x)            # same shape and memory order as the input
+        for _, _, sl in self._window_slices(x_shape):
             dx[sl] += share
         return dx
 
@@ -332,13 +399,16 @@ class MaxPool2D(_Pool2D):
 
     Shapes: x (N, C, H, W) -> out (N, C, H_out, W_out), H_out = floor((H - K) / S) + 1.
 
+    Computed as the running ``np.maximum`` of the ``K*K`` strided slices ``x[:, :, u::S, v::S]``.
+
     Backward *routes* each output gradient to the single input that won the max:
     ``dx[n, c, i*S + u*, j*S + v*] += dout[n, c, i, j]``. On tied maxima the gradient
     goes to the first maximum of the window in row-major order, as PyTorch does; the
-    true function is not differentiable there, so this is a (standard) choice.
+    true function is not differentiable there, so this is a (standard) choice. The
+    backward pass visits the offsets in that order and gives each window's gradient to
+    the first slice equal to the maximum, remembering which windows are served.
 
-    Cache: the flat index ``u*K + v`` of the winner of every window, shape (N, C, H_out, W_out),
-    plus the input shape and dtype.
+    Cache: the input ``x`` and the output ``out`` (references, not copies).
     """
 
     def macs(self, input_shape):
@@ -346,31 +416,25 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x):
         x = self._prepare(x)
-        k = self.kernel_size
-        win = _windows(x, k, self.stride)
-        n, c, ho, wo = win.shape[:4]
-        flat = win.reshape(n, c, ho, wo, k * k)   # copies the windows once
-        arg = flat.argmax(axis=4)                 # first maximum in row-major order
-        out = np.take_along_axis(flat, arg[..., None], axis=4)[..., 0]
-        self.cache = (arg.astype(np.int16 if k * k < 32000 else np.int64), x.shape, x.dtype)
+        out = None
+        for _, _, sl in self._window_slices(x.shape):
+            if out is None:
+                out = x[sl].copy(order="K")  # a new array, in x's memory order
+            else:
+                np.maximum(out, x[sl], out=out)
+        self.cache = (x, out)
         return out
 
     def backward(self, dout):
-        arg, x_shape, dtype = self._cached()
-        out_shape = self.output_shape(x_shape)
-        dout = _as_float(self._check_dout(dout, out_shape), dtype)
-        k, s = self.kernel_size, self.stride
-        ho, wo = out_shape[2], out_shape[3]
-        dx = np.zeros(x_shape, dtype=dtype)
-        if s == k:  # non-overlapping: scatter through a (N, C, Ho, Wo, K*K) view of dx
-            n, c = x_shape[0], x_shape[1]
-            block = np.zeros((n, c, ho, wo, k * k), dtype=dtype)
-            np.put_along_axis(block, arg[..., None].astype(np.intp), dout[..., None], axis=4)
-            block = block.reshape(n, c, ho, wo, k, k).transpose(0, 1, 2, 4, 3, 5)
-            dx[:, :, :ho * k, :wo * k] = block.reshape(n, c, ho * k, wo * k)
-            return dx
-        for u, v, sl in self._window_slices(ho, wo):
-            dx[sl] += np.where(arg == u * k + v, dout, dtype.type(0))
+        x, out = self._cached()
+        dout = _as_float(self._check_dout(dout, out.shape), x.dtype)
+        dx = np.zeros_like(x)            # same shape and memory order as the input
+        unserved = np.ones(out.shape, dtype=bool)
+        for _, _, sl in self._window_slices(x.shape):
+            winner = x[sl] == out
+            winner &= unserved           # only the first maximum of each window
+            unserved &= ~winner
+            dx[sl] += np.where(winner, dout, x.dtype.type(0))
         return dx
 
 
@@ -487,7 +551,7 @@ class ReLU(Layer):
         x = _as_float(x)
         mask = x > 0
         self.cache = mask
-        return np.where(mask, x, x.dtype.type(0))
+        return np.maximum(x, x.dtype.type(0))  # a ufunc: keeps x's memory order
 
     def backward(self, dout):
         mask = self._cached()
