@@ -5,7 +5,9 @@ Every layer is a class with the same small interface:
 * ``forward(x)`` computes the output and caches what the backward pass needs;
 * ``backward(dout)`` takes ``dL/d(output)`` and returns ``dL/d(input)``. It
   *overwrites* ``self.grads`` (never accumulates), never updates weights and never
-  modifies ``dout`` in place;
+  modifies ``dout`` in place. The layers with parameters also accept
+  ``backward(dout, input_grad=False)``, which only sets ``grads`` and returns None:
+  the first layer of a network need not compute the gradient of the images;
 * ``params`` and ``grads`` are dicts keyed alike (``"W"``, ``"b"``) whose arrays
   have exactly PyTorch's shapes; optimizers update ``params`` from ``grads``;
 * ``train()`` / ``eval()`` switch the mode (only :class:`Dropout` cares).
@@ -280,7 +282,9 @@ class Conv2D(Layer):
         # (F, Ho, Wo, N) in memory, handed out as an (N, F, Ho, Wo) view: no transpose copy.
         return out.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad: bool = True):
+        """Set ``grads`` and return ``dL/dx``; with ``input_grad=False`` only set ``grads``
+        and return None (the first layer of a network: nobody needs the image's gradient)."""
         cols2d, x_shape = self._cached()
         W = self.params["W"]
         n, c, h, w = x_shape
@@ -291,6 +295,8 @@ class Conv2D(Layer):
 
         self.grads["b"] = d2d.sum(axis=1)
         self.grads["W"] = (d2d @ cols2d.T).reshape(W.shape)
+        if not input_grad:
+            return None
         dcols = (W.reshape(f, c * k * k).T @ d2d).reshape(c, k, k, ho, wo, n)
 
         # col2im: add the column of every window offset (u, v) back onto the input positions it
@@ -341,6 +347,11 @@ class _Pool2D(Layer):
                              f"{self.kernel_size}x{self.kernel_size} window.")
         return x
 
+    def _windows_tile(self, x_shape) -> bool:
+        """True if the windows cover the input exactly once (stride = kernel, no leftover rows)."""
+        k, s = self.kernel_size, self.stride
+        return s == k and x_shape[2] % k == 0 and x_shape[3] % k == 0
+
     def _window_slices(self, x_shape):
         """The (u, v, slices) of every window offset, for an input of shape ``x_shape``."""
         _, _, ho, wo = self.output_shape(x_shape)
@@ -386,9 +397,14 @@ class AvgPool2D(_Pool2D):
         x_shape, dtype = x.shape, x.dtype
         dout = _as_float(self._check_dout(dout, self.output_shape(x_shape)), dtype)
         share = dout * dtype.type(1 / self.kernel_size ** 2)
-        dx = np.zeros_like(x)            # same shape and memory order as the input
+        tiles = self._windows_tile(x_shape)
+        # Same shape and memory order as the input; no zero-fill if every entry gets written.
+        dx = np.empty_like(x) if tiles else np.zeros_like(x)
         for _, _, sl in self._window_slices(x_shape):
-            dx[sl] += share
+            if tiles:
+                dx[sl] = share
+            else:                        # overlapping windows add up; leftovers stay 0
+                dx[sl] += share
         return dx
 
 
@@ -428,13 +444,18 @@ class MaxPool2D(_Pool2D):
     def backward(self, dout):
         x, out = self._cached()
         dout = _as_float(self._check_dout(dout, out.shape), x.dtype)
-        dx = np.zeros_like(x)            # same shape and memory order as the input
+        tiles = self._windows_tile(x.shape)
+        # Same shape and memory order as the input; no zero-fill if every entry gets written.
+        dx = np.empty_like(x) if tiles else np.zeros_like(x)
         unserved = np.ones(out.shape, dtype=bool)
         for _, _, sl in self._window_slices(x.shape):
             winner = x[sl] == out
             winner &= unserved           # only the first maximum of each window
-            unserved &= ~winner
-            dx[sl] += np.where(winner, dout, x.dtype.type(0))
+            unserved ^= winner           # (winner is a subset of unserved)
+            if tiles:
+                np.multiply(dout, winner, out=dx[sl])
+            else:                        # overlapping windows add up; leftovers stay 0
+                dx[sl] += dout * winner
         return dx
 
 
@@ -492,13 +513,14 @@ class Linear(Layer):
         out += b
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad: bool = True):
+        """Set ``grads`` and return ``dL/dx`` (None with ``input_grad=False``, as in :class:`Conv2D`)."""
         x = self._cached()
         W = self.params["W"]
         dout = _as_float(self._check_dout(dout, (x.shape[0], self.out_features)), W.dtype)
         self.grads["W"] = dout.T @ x
         self.grads["b"] = dout.sum(axis=0)
-        return dout @ W
+        return dout @ W if input_grad else None
 
 
 class Flatten(Layer):
@@ -537,7 +559,10 @@ class Tanh(Layer):
     def backward(self, dout):
         out = self._cached()
         dout = self._check_dout(dout, out.shape)
-        return dout * (1 - out * out)
+        grad = out * out                 # one new array, reused in place for the next steps
+        np.subtract(1, grad, out=grad)   # 1 - out^2
+        grad *= dout
+        return grad
 
 
 class ReLU(Layer):

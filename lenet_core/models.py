@@ -44,9 +44,21 @@ class Sequential:
             outs.append(layer.forward(outs[-1]))
         return outs
 
-    def backward(self, dout):
-        for layer in reversed(self.layers):
-            dout = layer.backward(dout)
+    def backward(self, dout, input_grad: bool = True):
+        """Backward through every layer in reverse; returns ``dL/dx`` for the model's input.
+
+        With ``input_grad=False`` (training: nobody needs the gradient of the images) the
+        first layer with parameters only computes its parameter gradients, the layers
+        before it are skipped, and None is returned -- as PyTorch skips the input's
+        gradient when the input does not require one. In LeNet-5 this saves C1's ``dx``,
+        a matrix product and a col2im over the largest feature maps.
+        """
+        first = next((i for i, layer in enumerate(self.layers) if layer.params), None)
+        for i in range(len(self.layers) - 1, -1, -1):
+            if i == first and not input_grad:
+                self.layers[i].backward(dout, input_grad=False)
+                return None
+            dout = self.layers[i].backward(dout)
         return dout
 
     def train(self):
