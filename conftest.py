@@ -13,6 +13,5 @@ REPO = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("LENET_SHARED_DIR") or REPO.parent / "shared")
 
 os.environ.setdefault("LENET_QUICK", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
 if "LENET_DATA_DIR" not in os.environ and (SHARED / "data" / "mnist-10k").is_dir():
     os.environ["LENET_DATA_DIR"] = str(SHARED / "data" / "mnist-10k")
