@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import lenet_core as lc
-from lenet_core.data import load_mnist, prepare_lenet_input
+from lenet_core.data import load_mnist, prepare_lenet_input, standardize
 from lenet_core.training import epoch_permutation, evaluate, fit
 
 RECIPE = {"batch_size": 64, "optimizer": "adam", "lr": 1e-3, "val_size": 0, "limit": None, "schedule": "constant"}
@@ -76,7 +76,7 @@ def train_torch(model, x, y, x_test, y_test, epochs, seed, batch_size=64, lr=1e-
     return history, test_loss, acc
 
 
-def ours_from_checkpoint(directory, variant, epochs, seed):
+def ours_from_checkpoint(directory, variant, epochs, seed, normalize=True):
     """Our side of the comparison from a CLI checkpoint trained with the same recipe, or None."""
     from lenet_core.checkpoint import load_checkpoint
 
@@ -85,7 +85,7 @@ def ours_from_checkpoint(directory, variant, epochs, seed):
         return None
     ckpt = load_checkpoint(path)
     args = (ckpt.extra or {}).get("train_args", {})
-    wanted = dict(RECIPE, variant=variant, seed=seed)
+    wanted = dict(RECIPE, variant=variant, seed=seed, normalize=normalize)
     if any(args.get(k) != v for k, v in wanted.items()) or ckpt.epoch != epochs or "test" not in ckpt.extra:
         print(f"  {path} was not trained with this recipe ({args}, {ckpt.epoch} epochs); retraining", flush=True)
         return None
@@ -104,6 +104,8 @@ def main(argv=None):
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--progress", action="store_true", help="progress bars for our training")
     p.add_argument("--limit", type=int, help="only the first N training and test images (a smoke test)")
+    p.add_argument("--no-normalize", action="store_true",
+                   help="inputs in [0, 1] instead of standardized with MNIST's mean and std (the CLI default)")
     args = p.parse_args(argv)
 
     from lenet_core.torch_compat import require_torch, to_torch_module
@@ -117,6 +119,8 @@ def main(argv=None):
     if args.limit:
         x, y, x_test, y_test = x[:args.limit], y[:args.limit], x_test[:args.limit], y_test[:args.limit]
     x, x_test = prepare_lenet_input(x), prepare_lenet_input(x_test)
+    if not args.no_normalize:
+        x, x_test = standardize(x), standardize(x_test)
     y, y_test = y.astype(np.int64), y_test.astype(np.int64)
     print(f"MNIST root {root}: {len(x):,} training, {len(x_test):,} test images; batch 64, Adam 1e-3, "
           f"{args.epochs} epochs, seed {args.seed}; numpy {np.__version__}, torch {torch.__version__}", flush=True)
@@ -127,7 +131,8 @@ def main(argv=None):
         twin = to_torch_module(model)  # same initial weights, copied before any training
         print(f"\n[{variant}] PyTorch twin ...", flush=True)
         t_hist, t_loss, t_acc = train_torch(twin, x, y, x_test, y_test, args.epochs, args.seed)
-        reused = ours_from_checkpoint(args.reuse, variant, args.epochs, args.seed) if args.reuse else None
+        reused = (ours_from_checkpoint(args.reuse, variant, args.epochs, args.seed, not args.no_normalize)
+                  if args.reuse else None)
         if reused:
             o_hist, o_loss, o_acc, source = reused
             print(f"[{variant}] lenet_core: from {source}", flush=True)

@@ -16,7 +16,7 @@ from PIL import Image
 import lenet_core as lc
 from lenet_core.checkpoint import load_checkpoint
 from lenet_core.cli import format_confusion_matrix, main
-from lenet_core.data import load_mnist, prepare_lenet_input
+from lenet_core.data import load_mnist, prepare_lenet_input, standardize
 from lenet_core.digits import preprocess_digit_image, to_mnist_28
 from lenet_core.training import predict
 
@@ -83,11 +83,19 @@ def test_quick_train_saves_a_checkpoint(trained, capsys):
     assert ckpt.epoch == 1 and ckpt.model.name == "lenet5-modern"
     args = ckpt.extra["train_args"]
     assert args == {"variant": "modern", "batch_size": 32, "optimizer": "adam", "lr": 1e-3, "seed": 0,
-                    "val_size": 0, "limit": 200, "schedule": "constant"}
+                    "val_size": 0, "limit": 200, "schedule": "constant", "normalize": True}
     assert 0 <= ckpt.extra["test"]["accuracy"] <= 1 and ckpt.extra["test"]["images"] == 200
     assert ckpt.history["val_loss"] == [] and len(ckpt.history["train_loss"]) == 1
     code, out, _ = run(["summary", "--checkpoint", trained], capsys)
     assert code == 0 and "lenet5-modern" in out
+
+
+def test_no_normalize_is_recorded(mnist_10k_dir, tmp_path, capsys):
+    out_path = tmp_path / "raw.npz"
+    code, _, err = run(["train", "--epochs", "1", "--limit", "64", "--no-normalize", "--no-progress",
+                        "--data-dir", str(mnist_10k_dir), "--output", str(out_path)], capsys)
+    assert code == 0, err
+    assert load_checkpoint(out_path).extra["train_args"]["normalize"] is False
 
 
 def test_train_prints_epochs_and_test_accuracy(mnist_10k_dir, tmp_path, capsys, monkeypatch):
@@ -139,7 +147,7 @@ def test_evaluate(trained, mnist_10k_dir, capsys, test_digits):
     assert counts.sum() == 200
     assert np.array_equal(counts.sum(1), np.bincount(test_digits[1][:200], minlength=10))
     ckpt = load_checkpoint(trained)
-    x = prepare_lenet_input(test_digits[0][:200])
+    x = standardize(prepare_lenet_input(test_digits[0][:200]))   # the CLI's default preprocessing
     acc = (predict(ckpt.model, x) == test_digits[1][:200]).mean()
     assert f"Accuracy: {100 * acc:.2f}%" in out
 
