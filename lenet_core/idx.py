@@ -141,6 +141,15 @@ def parse_idx(data: bytes, source: str = "<bytes>", expected_magic: int | None =
             f"{source}: {len(data) - expected} unexpected extra bytes after the data "
             f"(header declares shape {dims}, {expected} bytes in total)"
         )
+    nonzero_bytes = dtype.itemsize
+    for d in dims:
+        nonzero_bytes *= max(d, 1)
+    if nonzero_bytes > np.iinfo(np.intp).max:
+        # An empty array (some axis 0) whose other axes multiply past what NumPy can index.
+        raise IDXFormatError(
+            f"{source}: header declares shape {dims}, which no array can have "
+            f"(the non-zero axes alone exceed {np.iinfo(np.intp).max} bytes); the header is corrupt"
+        )
     flat = np.frombuffer(data, dtype=dtype, count=count, offset=header_size)
     return flat.reshape(dims).astype(dtype.newbyteorder("="))  # copy: writable, native order
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -215,6 +215,8 @@ def test_fuzz_random_bytes(data, expected_magic):
     dims=st.lists(st.integers(0, 2**32 - 1), max_size=6),
     tail=st.binary(max_size=64),
 )
+# Found by this test: an empty array whose other axes multiply past NumPy's limit.
+@example(header=(0x08, 6), dims=[0, 0, 0, 51496, 4007001, 44698895], tail=b"")
 def test_fuzz_plausible_headers_with_huge_dims(header, dims, tail):
     """Headers that look right but declare any sizes (up to 2**32 per axis) must not hang or allocate."""
     code, ndim = header
