@@ -113,7 +113,7 @@ def train_step(model, optimizer, loss_fn, xb, yb):
     loss = loss_fn(logits, yb)
     if not math.isfinite(loss):
         return loss, None
-    model.backward(loss_fn.backward())
+    model.backward(loss_fn.backward(), input_grad=False)   # nobody needs dL/d(images) here
     optimizer.step()
     return loss, int((logits.argmax(axis=1) == yb).sum())
 
