@@ -57,6 +57,18 @@ async () => {
 }
 """
 
+# Load every font face the page declares (the theme's and the widgets' icon
+# fonts), not only those the visible text happens to use: a font URL that does
+# not resolve then shows up as a failed request on every page, not just on the
+# pages whose widgets draw an icon.
+_LOAD_FONTS_JS = """
+async () => {
+  const faces = Array.from(document.fonts);
+  await Promise.all(faces.map((f) => f.load().catch(() => null)));
+  return faces.map((f) => f.family + ':' + f.status);
+}
+"""
+
 
 class PageWatch:
     """Records failed and foreign requests, HTTP errors and console errors of a page."""
@@ -189,6 +201,7 @@ def visit(site, server, browser, screenshot_dir):
             page, watch = open_page(browser, server, path)
             try:
                 n_widgets = wait_for_widgets(page)
+                page.evaluate(_LOAD_FONTS_JS)
                 math = page.evaluate(_MATH_STATUS_JS)
                 images = page.evaluate(_IMAGES_JS)
                 page.screenshot(path=str(screenshot_dir / _shot_name(path)), full_page=True)

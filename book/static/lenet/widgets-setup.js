@@ -19,8 +19,15 @@
     var folder = new URL(assets, script.src).href.replace(/\/?$/, "/");
     window.__jupyter_widgets_assets_path__ = folder;
     if (window.require && window.require.config) {
+      // The bundle defines several named AMD modules (@jupyter-widgets/base,
+      // .../controls, .../html-manager, ...) and each one finds its fonts
+      // beside its own module URL: map them all into the vendored folder.
+      var dir = folder.replace(/\/$/, "");
       window.require.config({
-        paths: {"@jupyter-widgets/html-manager/dist": folder.replace(/\/$/, "")}
+        paths: {
+          "@jupyter-widgets": dir,
+          "@jupyter-widgets/html-manager/dist": dir
+        }
       });
     }
   }
