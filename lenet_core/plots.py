@@ -244,7 +244,10 @@ def feature_map_mosaic(maps, ncols=8, ax=None, title="Feature maps", cmap="virid
     ax.imshow(canvas, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_xlabel(f"{c} channels, {ncols} per row" + (f", each {h}x{w}" if per_channel else " (one colour scale)"))
-    ax.set_ylabel(f"rows of {ncols}")
+    if c == 1:
+        label = f"1 channel, {h}x{w}"
+    else:
+        label = f"{c} channels, {ncols} per row" + (f", each {h}x{w}" if per_channel else " (one colour scale)")
+    ax.set_xlabel(label)
     ax.set_title(title)
     return ax.figure
