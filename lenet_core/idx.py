@@ -128,8 +128,10 @@ def parse_idx(data: bytes, source: str = "<bytes>", expected_magic: int | None =
     dims = struct.unpack(f">{ndim}I", data[4:header_size])
     dtype = DTYPES[type_code]
     count = 1
+    extent = dtype.itemsize  # bytes of the shape with its zero-length axes counted as 1
     for d in dims:
         count *= d
+        extent *= max(d, 1)
     expected = header_size + count * dtype.itemsize
     if len(data) < expected:
         raise IDXFormatError(
@@ -141,10 +143,7 @@ def parse_idx(data: bytes, source: str = "<bytes>", expected_magic: int | None =
             f"{source}: {len(data) - expected} unexpected extra bytes after the data "
             f"(header declares shape {dims}, {expected} bytes in total)"
         )
-    nonzero_bytes = dtype.itemsize
-    for d in dims:
-        nonzero_bytes *= max(d, 1)
-    if nonzero_bytes > np.iinfo(np.intp).max:
+    if extent > np.iinfo(np.intp).max:
         # An empty array (some axis 0) whose other axes multiply past what NumPy can index.
         raise IDXFormatError(
             f"{source}: header declares shape {dims}, which no array can have "
