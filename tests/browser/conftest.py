@@ -15,16 +15,12 @@ Environment:
 """
 from __future__ import annotations
 
-import functools
-import http.server
 import os
-import shutil
-import threading
 from pathlib import Path
 
 import pytest
 
-from sitekit import CHROMIUM_ARGS, missing, site_dir
+from sitekit import CHROMIUM_ARGS, chromium_executable, missing, serve_site, site_dir
 
 @pytest.fixture(scope="session")
 def site() -> Path:
@@ -34,23 +30,11 @@ def site() -> Path:
     return root
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - signature from the base class
-        pass
-
-
 @pytest.fixture(scope="session")
 def server(site):
     """Serve the site on 127.0.0.1 (a free port); yields the base URL ending in '/'."""
-    handler = functools.partial(_QuietHandler, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serve_site(site) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +43,7 @@ def browser(site):
         from playwright.sync_api import sync_playwright
     except ImportError:
         missing("Playwright for Python is not installed (pip install playwright)")
-    executable = os.environ.get("LENET_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    executable = chromium_executable()
     if not Path(executable).is_file():
         missing(f"Chromium not found at {executable} (apt-get install -y chromium)")
     with sync_playwright() as p:

@@ -4,7 +4,12 @@ See conftest.py for the environment variables.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import os
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +26,29 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
+
+
+def chromium_executable() -> str:
+    """``$LENET_CHROMIUM``, else ``chromium`` on PATH, else Debian's ``/usr/bin/chromium``."""
+    return os.environ.get("LENET_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - signature from the base class
+        pass
+
+
+@contextlib.contextmanager
+def serve_site(root: Path):
+    """Serve ``root`` on 127.0.0.1 (a free port); yields the base URL ending in '/'."""
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def require_site() -> bool:
