@@ -207,7 +207,9 @@ class Conv2D(Layer):
         dxp[n, c, i*S + u, j*S + v] += dcols[(c, u, v), (i, j, n)]   (col2im: K*K strided adds)
 
     and ``dx`` is ``dxp`` without its padding. The col2im step sends every column back to
-    the window it came from; overlapping windows add up.
+    the window it came from; overlapping windows add up. When the windows tile the input
+    exactly (stride = kernel size with nothing left over, or C5's single window) nothing
+    overlaps and col2im is a mere rearrangement of ``dcols``.
 
     Cache: ``cols`` (reused as a buffer by the next forward of the same shape) and the input shape.
     """
@@ -299,12 +301,19 @@ class Conv2D(Layer):
             return None
         dcols = (W.reshape(f, c * k * k).T @ d2d).reshape(c, k, k, ho, wo, n)
 
-        # col2im: add the column of every window offset (u, v) back onto the input positions it
-        # was read from -- K*K strided adds, each over whole rows of Wo * N numbers.
-        dxp = np.zeros((c, h + 2 * p, w + 2 * p, n), dtype=W.dtype)
-        for u in range(k):
-            for v in range(k):
-                dxp[:, u:u + (ho - 1) * s + 1:s, v:v + (wo - 1) * s + 1:s, :] += dcols[:, u, v]
+        hp, wp = h + 2 * p, w + 2 * p
+        if hp == ho * k and wp == wo * k and (s == k or ho == wo == 1):
+            # The windows tile the input exactly (C5: one 5x5 window on a 5x5 input): every
+            # input position lies in exactly one window, so col2im only rearranges the
+            # columns, dxp[c, i*K + u, j*K + v, n] = dcols[c, u, v, i, j, n] -- no additions.
+            dxp = dcols.transpose(0, 3, 1, 4, 2, 5).reshape(c, hp, wp, n)
+        else:
+            # col2im: add the column of every window offset (u, v) back onto the input positions
+            # it was read from -- K*K strided adds, each over whole rows of Wo * N numbers.
+            dxp = np.zeros((c, hp, wp, n), dtype=W.dtype)
+            for u in range(k):
+                for v in range(k):
+                    dxp[:, u:u + (ho - 1) * s + 1:s, v:v + (wo - 1) * s + 1:s, :] += dcols[:, u, v]
         if p:
             dxp = dxp[:, p:p + h, p:p + w, :]
         return dxp.transpose(3, 0, 1, 2)                          # (N, C, H, W) view

@@ -50,6 +50,24 @@ def test_conv_matches_loop_reference_and_finite_differences(case):
     assert max(errors.values()) < TOL, errors
 
 
+@pytest.mark.parametrize("k,s,p,h,w", [
+    (5, 1, 0, 5, 5),     # C5: one window covering the whole input
+    (5, 3, 0, 5, 5),     # one window, any stride
+    (2, 2, 0, 4, 6),     # windows tile the input exactly
+    (3, 3, 1, 4, 7),     # ... the padded input
+    (2, 2, 0, 5, 4),     # a leftover row: not a tiling, the general col2im
+    (3, 1, 0, 3, 4),     # one row of overlapping windows
+])
+def test_conv_input_gradient_when_windows_tile_the_input(k, s, p, h, w):
+    rng = np.random.default_rng(k * 100 + s * 10 + h)
+    conv = f64(L.Conv2D(2, 3, k, s, p, rng=rng))
+    x = rng.standard_normal((3, 2, h, w))
+    dout = rng.standard_normal(conv.forward(x).shape)
+    dx = conv.backward(dout)
+    rdx, _, _ = ref.conv2d_backward_naive(dout, x, conv.params["W"], s, p)
+    np.testing.assert_allclose(dx, rdx, rtol=1e-10, atol=1e-12)
+
+
 @st.composite
 def pool_cases(draw):
     k = draw(st.integers(1, 3))
