@@ -68,6 +68,21 @@ def test_conv_input_gradient_when_windows_tile_the_input(k, s, p, h, w):
     np.testing.assert_allclose(dx, rdx, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 40])
+@pytest.mark.parametrize("padding", [0, 2])
+def test_conv_batch_last_copy_in_blocks_of_images(n, padding):
+    """The input is copied to (C, H, W, N) order 16 images at a time: check every block size."""
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((n, 2, 6, 5))
+    np.testing.assert_array_equal(L._batch_last(x), x.transpose(1, 2, 3, 0))
+    conv = f64(L.Conv2D(2, 3, 3, 1, padding, rng=rng))
+    expected = ref.conv2d_forward_naive(x, conv.params["W"], conv.params["b"], 1, padding)
+    np.testing.assert_allclose(conv.forward(x), expected, rtol=1e-10, atol=1e-12)
+    # an input that already is batch-last in memory (a transposed view) takes the other path
+    x_bl = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    np.testing.assert_allclose(conv.forward(x_bl), expected, rtol=1e-10, atol=1e-12)
+
+
 @st.composite
 def pool_cases(draw):
     k = draw(st.integers(1, 3))
