@@ -11,7 +11,7 @@ The package behind the book *LeNet-5 from Scratch*::
 
 Modules: ``layers``, ``losses``, ``models``, ``optim``, ``init``, ``gradcheck``,
 ``reference`` (loop versions), ``data`` and ``idx`` (MNIST), ``training``,
-``schedules``, ``checkpoint``, ``digits``, ``explain``, ``plots``, ``widgets``
+``schedules``, ``parallel`` (batches split over processes), ``checkpoint``, ``digits``, ``explain``, ``plots``, ``widgets``
 (imports ipywidgets), ``torch_compat`` (needs PyTorch), ``cli``.
 """
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -22,6 +22,7 @@ from .layers import (AvgPool2D, Conv2D, Dropout, Flatten, Layer, Linear, MaxPool
 from .losses import SoftmaxCrossEntropy, log_softmax, softmax
 from .models import Sequential, lenet5, mlp
 from .optim import SGD, Adam, make_optimizer
+from .parallel import DataParallel
 from .settings import quick_mode
 from .training import History, TrainingDiverged, evaluate, fit, predict
 
@@ -30,7 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Layer", "Conv2D", "AvgPool2D", "MaxPool2D", "Linear", "Flatten", "Tanh", "ReLU", "Sigmoid", "Dropout",
     "conv_output_size", "SoftmaxCrossEntropy", "softmax", "log_softmax", "Sequential", "lenet5", "mlp",
-    "SGD", "Adam", "make_optimizer", "quick_mode", "load_mnist", "prepare_lenet_input", "fit", "evaluate",
+    "SGD", "Adam", "make_optimizer", "DataParallel", "quick_mode", "load_mnist", "prepare_lenet_input", "fit", "evaluate",
     "predict", "History", "TrainingDiverged", "save_checkpoint", "load_checkpoint", "preprocess_digit_image",
     "__version__",
 ]

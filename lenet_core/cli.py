@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to save (default lenet5-<variant>.npz; with --resume, the resumed file)")
     t.add_argument("--resume", metavar="CHECKPOINT", help="continue training from this checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bars; print one line per epoch")
+    t.add_argument("--processes", type=_positive_int, metavar="P",
+                   help="split every batch over P processes, one per core (default: as many as NumPy's BLAS "
+                        "has threads, or $LENET_PROCESSES; results differ between values only by float "
+                        "rounding, so resume with the same value to continue bit for bit)")
     t.set_defaults(func=cmd_train, parser=t)
 
     e = sub.add_parser("evaluate", help="test accuracy, loss and confusion matrix of a checkpoint",
@@ -112,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(e)
     e.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N test images")
     e.add_argument("--batch-size", type=_positive_int, default=1000, help="images per forward pass (default 1000)")
+    e.add_argument("--processes", type=_positive_int, metavar="P",
+                   help="split every batch over P processes (default: one per BLAS thread, or $LENET_PROCESSES)")
     e.set_defaults(func=cmd_evaluate, parser=e)
 
     s = sub.add_parser("summary", help="print the layer table of a LeNet-5 variant or a checkpoint",
@@ -262,9 +268,9 @@ def cmd_train(args) -> int:
     history = fit(model, optimizer, x, y, args.epochs, batch_size=settings["batch_size"], x_val=x_val, y_val=y_val,
                   seed=settings["seed"], schedule=schedule, progress=not args.no_progress, start_epoch=start,
                   history=history, on_epoch_end=report, checkpoint_path=output,
-                  checkpoint_extra={"train_args": train_args})
+                  checkpoint_extra={"train_args": train_args}, processes=args.processes)
     elapsed = time.perf_counter() - t0
-    test_loss, test_acc = evaluate(model, x_test, y_test)
+    test_loss, test_acc = evaluate(model, x_test, y_test, processes=args.processes)
     from .checkpoint import save_checkpoint
     save_checkpoint(output, model, optimizer, epoch=max(start, history.epochs), history=history,
                     extra={"train_args": train_args, "fit": {"seed": settings["seed"],
@@ -285,8 +291,8 @@ def cmd_evaluate(args) -> int:
 
     ckpt = load_checkpoint(args.checkpoint)
     x, y = _load_split("test", args, args.limit, _checkpoint_normalizes(ckpt))
-    loss, acc = evaluate(ckpt.model, x, y, batch_size=args.batch_size)
-    cm = confusion_matrix(y, predict(ckpt.model, x, batch_size=args.batch_size))
+    loss, acc = evaluate(ckpt.model, x, y, batch_size=args.batch_size, processes=args.processes)
+    cm = confusion_matrix(y, predict(ckpt.model, x, batch_size=args.batch_size, processes=args.processes))
     _out(f"Checkpoint: {args.checkpoint} ({_describe_checkpoint(ckpt)})")
     _out(f"Test images: {len(x):,}")
     _out(f"Accuracy: {100 * acc:.2f}% ({int(np.trace(cm)):,} correct, {len(x) - int(np.trace(cm)):,} wrong)")

@@ -21,6 +21,7 @@ import numpy as np
 
 from .data import iterate_minibatches
 from .losses import SoftmaxCrossEntropy, softmax
+from .parallel import DataParallel
 
 __all__ = ["History", "TrainingDiverged", "fit", "evaluate", "predict_logits", "predict", "predict_proba",
            "confusion_matrix", "accuracy", "epoch_permutation", "train_step"]
@@ -120,7 +121,7 @@ def train_step(model, optimizer, loss_fn, xb, yb):
 
 def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, seed=0, schedule=None,
         progress=True, start_epoch=0, history=None, on_epoch_end=None, loss_fn=None, *,
-        checkpoint_path=None, checkpoint_extra=None, eval_batch_size=1000) -> History:
+        checkpoint_path=None, checkpoint_extra=None, eval_batch_size=1000, processes=None) -> History:
     """Train ``model`` with ``optimizer`` on ``(x, y)`` and return the :class:`History`.
 
     Parameters
@@ -161,6 +162,11 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
         epoch count, history and ``checkpoint_extra`` (plus ``{"fit": {"seed", "batch_size"}}``).
     eval_batch_size : int
         Batch size for validation.
+    processes : int, optional
+        Split every batch over this many processes, one per core (see
+        :mod:`lenet_core.parallel`); default: as many as NumPy's BLAS has threads, or
+        ``LENET_PROCESSES``. ``processes=1`` computes everything in this process. The result
+        depends on it only through float rounding, and is bit-identical for the same value.
 
     Raises
     ------
@@ -185,14 +191,25 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
     loss_fn = SoftmaxCrossEntropy() if loss_fn is None else loss_fn
     n = len(x)
     n_batches = -(-n // batch_size)
-
     from tqdm.auto import tqdm  # imported here: importing tqdm.auto picks the notebook or terminal bar
 
+    with _runner(model, processes) as runner:
+        return _fit_epochs(runner, optimizer, x, y, epochs, batch_size, x_val, y_val, seed, schedule, progress,
+                           start_epoch, history, on_epoch_end, loss_fn, checkpoint_path, checkpoint_extra,
+                           eval_batch_size, tqdm)
+
+
+def _fit_epochs(runner, optimizer, x, y, epochs, batch_size, x_val, y_val, seed, schedule, progress, start_epoch,
+                history, on_epoch_end, loss_fn, checkpoint_path, checkpoint_extra, eval_batch_size, tqdm):
+    """The epoch loop of :func:`fit`, arguments checked."""
+    model = runner.model
+    n = len(x)
+    n_batches = -(-n // batch_size)
     for e in range(start_epoch, epochs):
         t0 = time.perf_counter()
         if schedule is not None:
             optimizer.lr = float(schedule(e))
-        model.train()
+        runner.train()
         total_loss, total_correct, seen = 0.0, 0, 0
         batches = iterate_minibatches(x, y, batch_size, shuffle=True,
                                       seed=np.random.default_rng([int(seed), e]))
@@ -201,7 +218,7 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
         try:
             for step, (xb, yb) in enumerate(batches, start=1):
                 with np.errstate(over="ignore", invalid="ignore"):
-                    loss, correct = train_step(model, optimizer, loss_fn, xb, yb)
+                    loss, correct = train_step(runner, optimizer, loss_fn, xb, yb)
                 if correct is None:
                     raise TrainingDiverged(e + 1, step, optimizer.steps + 1, loss, optimizer.lr, history)
                 total_loss += loss * len(xb)
@@ -214,7 +231,7 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
             record = dict(epoch=e + 1, train_loss=total_loss / seen, train_acc=total_correct / seen,
                           lr=float(optimizer.lr))
             if x_val is not None:
-                val_loss, val_acc = evaluate(model, x_val, y_val, batch_size=eval_batch_size, loss_fn=loss_fn)
+                val_loss, val_acc = evaluate(runner, x_val, y_val, batch_size=eval_batch_size, loss_fn=loss_fn)
                 record.update(val_loss=val_loss, val_acc=val_acc)
                 bar.set_postfix(loss=f"{record['train_loss']:.4f}", acc=f"{record['train_acc']:.4f}",
                                 val_loss=f"{val_loss:.4f}", val_acc=f"{val_acc:.4f}", refresh=False)
@@ -236,6 +253,11 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
 # ---------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------
+
+
+def _runner(model, processes):
+    """``model`` wrapped to split its batches over ``processes`` processes (see :mod:`.parallel`)."""
+    return model if isinstance(model, DataParallel) else DataParallel(model, processes)
 
 
 def _batches(n, batch_size):
@@ -262,34 +284,36 @@ class _eval_mode:
             layer.train() if mode else layer.eval()
 
 
-def predict_logits(model, x, batch_size=1000) -> np.ndarray:
-    """Raw outputs ``(N, 10)`` in eval mode, computed ``batch_size`` images at a time."""
+def predict_logits(model, x, batch_size=1000, processes=None) -> np.ndarray:
+    """Raw outputs ``(N, 10)`` in eval mode, computed ``batch_size`` images at a time
+    (each batch split over ``processes`` processes, as in :func:`fit`)."""
     x = np.asarray(x)
-    with _eval_mode(model):
-        outs = [np.asarray(model.forward(x[sl])) for sl in _batches(len(x), batch_size)]
+    with _runner(model, processes) as runner, _eval_mode(runner):
+        outs = [np.asarray(runner.forward(x[sl])) for sl in _batches(len(x), batch_size)]
     if not outs:
         raise ValueError("predict needs at least one input")
     return np.concatenate(outs)
 
 
-def predict_proba(model, x, batch_size=1000) -> np.ndarray:
+def predict_proba(model, x, batch_size=1000, processes=None) -> np.ndarray:
     """Softmax probabilities ``(N, 10)``."""
-    return softmax(predict_logits(model, x, batch_size))
+    return softmax(predict_logits(model, x, batch_size, processes))
 
 
-def predict(model, x, batch_size=1000) -> np.ndarray:
+def predict(model, x, batch_size=1000, processes=None) -> np.ndarray:
     """Predicted class labels ``(N,)`` (int64)."""
-    return predict_logits(model, x, batch_size).argmax(axis=1).astype(np.int64)
+    return predict_logits(model, x, batch_size, processes).argmax(axis=1).astype(np.int64)
 
 
-def evaluate(model, x, y, batch_size=1000, loss_fn=None) -> tuple[float, float]:
-    """``(mean loss, accuracy)`` over ``(x, y)`` in eval mode, in batches of ``batch_size``."""
+def evaluate(model, x, y, batch_size=1000, loss_fn=None, processes=None) -> tuple[float, float]:
+    """``(mean loss, accuracy)`` over ``(x, y)`` in eval mode, in batches of ``batch_size``
+    (each split over ``processes`` processes, as in :func:`fit`)."""
     x, y = _check_xy(x, y)
     loss_fn = SoftmaxCrossEntropy() if loss_fn is None else loss_fn
     total_loss, correct = 0.0, 0
-    with _eval_mode(model):
+    with _runner(model, processes) as runner, _eval_mode(runner):
         for sl in _batches(len(x), batch_size):
-            logits = model.forward(x[sl])
+            logits = runner.forward(x[sl])
             total_loss += loss_fn(logits, y[sl]) * len(y[sl])
             correct += int((logits.argmax(axis=1) == y[sl]).sum())
     return total_loss / len(x), correct / len(x)
