@@ -121,6 +121,15 @@ def peak_rss_mb() -> float:
     return rss / 1024 if sys.platform != "darwin" else rss / 2**20
 
 
+def worker_stats(framework: str) -> list[dict]:
+    """Peak memory and CPU seconds of lenet_core's worker processes (none for PyTorch,
+    whose threads live in its own process and are counted there)."""
+    if framework != "lenet_core":
+        return []
+    from lenet_core.parallel import DataParallel
+    return DataParallel.worker_stats()
+
+
 def torch_installed() -> bool:
     """Whether PyTorch can be imported, without importing it (the parent stays small)."""
     import importlib.util

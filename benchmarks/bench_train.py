@@ -37,6 +37,8 @@ LR, MOMENTUM, SEED, WARMUP_STEPS = 0.01, 0.9, 0, 10
 
 def child(job: dict) -> dict:
     """Train one epoch in this process and return the measurements."""
+    import contextlib
+
     import numpy as np
     import lenet_core as lc
     from lenet_core.torch_compat import to_torch_module
@@ -47,16 +49,18 @@ def child(job: dict) -> dict:
     bs = job["batch_size"]
     order = np.random.default_rng(SEED).permutation(len(images))
     batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+    session = contextlib.ExitStack()  # lenet_core: BLAS on one thread per process while timed
     model = lc.lenet5(job["variant"], seed=SEED)
 
     if job["framework"] == "lenet_core":
         loss_fn = lc.SoftmaxCrossEntropy()
         opt = lc.SGD(model, lr=LR, momentum=MOMENTUM)
+        runner = session.enter_context(lc.DataParallel(model, job["threads"]))  # what fit() uses: one process per core
 
         def step(idx):
-            logits = model.forward(make_batch(idx))
+            logits = runner.forward(make_batch(idx))
             loss = loss_fn.forward(logits, labels[idx])
-            model.backward(loss_fn.backward(), input_grad=False)  # no gradient for the images
+            runner.backward(loss_fn.backward(), input_grad=False)  # no gradient for the images
             opt.step()
             return loss
     else:
@@ -79,10 +83,13 @@ def child(job: dict) -> dict:
     for idx in batches[:WARMUP_STEPS]:
         step(idx)
     cpu0, t0 = C.cpu_seconds(), time.perf_counter()
+    workers0 = C.worker_stats(job["framework"])
     losses = [step(idx) for idx in batches]
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "cpu": C.cpu_seconds() - cpu0, "rss_mb": C.peak_rss_mb(),
-            "images": len(images), "final_loss": float(np.mean(losses[-20:]))}
+    cpu, workers = C.cpu_seconds() - cpu0, C.worker_stats(job["framework"])
+    cpu += sum(w["cpu_seconds"] for w in workers) - sum(w["cpu_seconds"] for w in workers0)
+    return {"seconds": seconds, "cpu": cpu, "rss_mb": C.peak_rss_mb() + sum(w["peak_rss_mb"] for w in workers),
+            "processes": 1 + len(workers), "images": len(images), "final_loss": float(np.mean(losses[-20:]))}
 
 
 def main(argv=None):
