@@ -61,6 +61,7 @@ def _as_float(x, dtype=None) -> np.ndarray:
     return x
 
 
+_INFERENCE_CHUNK_BYTES = 2 << 20  # eval mode: im2col a few output rows at a time, about this much
 _TRANSPOSE_BLOCK = 16  # images per block: 16 float32 numbers fill one 64-byte cache line
 
 
@@ -253,7 +254,13 @@ class Conv2D(Layer):
     exactly (stride = kernel size with nothing left over, or C5's single window) nothing
     overlaps and col2im is a mere rearrangement of ``dcols``.
 
-    Cache: ``cols`` (reused as a buffer by the next forward of the same shape) and the input shape.
+    In eval mode (inference), when ``cols`` would exceed about 2 MB (C1 at 500 images: 39 MB),
+    it is built and multiplied a few output rows at a time in one small buffer that stays in
+    the CPU's cache, instead of being written to memory in full and read back (C1 at batch
+    500: 37 -> 24 us per image). A backward pass after such a forward rebuilds ``cols`` for ``dW``.
+
+    Cache: ``cols`` (reused as a buffer by the next forward of the same shape) and the input
+    shape; after a chunked forward, the padded batch-last input instead of ``cols``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -317,28 +324,58 @@ class Conv2D(Layer):
         n, f, ho, wo = self.output_shape(x.shape)
         c = self.in_channels
         xp = self._padded_batch_last(x)                           # (C, Hp, Wp, N), contiguous
-        # im2col: one strided copy of the (C, K, K, Ho, Wo, N) window view into the buffer.
-        # Its innermost contiguous runs are whole output rows (Wo * N numbers when S = 1).
-        shape = (c, k, k, ho, wo, n)
-        if self._cols is None or self._cols.shape != shape or self._cols.dtype != W.dtype:
-            self._cols = np.empty(shape, dtype=W.dtype)
-        cols = self._cols
-        np.copyto(cols, _window_view(xp, k, s, ho, wo, lead=1))
-        cols2d = cols.reshape(c * k * k, ho * wo * n)
-        out = W.reshape(f, c * k * k) @ cols2d                    # (F, Ho*Wo*N): one BLAS call
+        row_bytes = c * k * k * wo * n * W.dtype.itemsize          # the columns of one output row
+        rows = ho if self.training else max(1, _INFERENCE_CHUNK_BYTES // row_bytes)
+        if rows >= ho:
+            cols2d = self._im2col(xp, ho, wo)
+            out = W.reshape(f, c * k * k) @ cols2d                # (F, Ho*Wo*N): one BLAS call
+            self.cache = (cols2d, x.shape, None)
+        else:
+            out = self._forward_in_row_chunks(xp, ho, wo, rows)
+            self.cache = (None, x.shape, xp)
         out += b[:, None]
-        self.cache = (cols2d, x.shape)
         # (F, Ho, Wo, N) in memory, handed out as an (N, F, Ho, Wo) view: no transpose copy.
         return out.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)
+
+    def _buffer(self, size, dtype):
+        """A flat work buffer of ``size`` numbers, kept for the next call that asks for as many."""
+        if self._cols is None or self._cols.size != size or self._cols.dtype != dtype:
+            self._cols = np.empty(size, dtype=dtype)
+        return self._cols
+
+    def _im2col(self, xp, ho, wo):
+        """``cols`` (C*K*K, Ho*Wo*N) from the padded batch-last input: one strided copy of the
+        (C, K, K, Ho, Wo, N) window view, whose contiguous runs are whole output rows."""
+        c, k, n = xp.shape[0], self.kernel_size, xp.shape[3]
+        cols = self._buffer(c * k * k * ho * wo * n, xp.dtype).reshape(c, k, k, ho, wo, n)
+        np.copyto(cols, _window_view(xp, k, self.stride, ho, wo, lead=1))
+        return cols.reshape(c * k * k, ho * wo * n)
+
+    def _forward_in_row_chunks(self, xp, ho, wo, rows):
+        """``W2d @ cols`` computed ``rows`` output rows at a time, each chunk of ``cols``
+        built in the same small buffer: (F, Ho*Wo*N), equal to the one-product result."""
+        W = self.params["W"]
+        f, c, k, s, n = self.out_channels, self.in_channels, self.kernel_size, self.stride, xp.shape[3]
+        W2d = W.reshape(f, c * k * k)
+        out = np.empty((f, ho, wo, n), dtype=W.dtype)
+        buffer = self._buffer(c * k * k * rows * wo * n, W.dtype)
+        for i0 in range(0, ho, rows):
+            i1 = min(ho, i0 + rows)
+            part = buffer[:c * k * k * (i1 - i0) * wo * n].reshape(c, k, k, i1 - i0, wo, n)
+            np.copyto(part, _window_view(xp[:, i0 * s:(i1 - 1) * s + k], k, s, i1 - i0, wo, lead=1))
+            np.matmul(W2d, part.reshape(c * k * k, -1), out=out[:, i0:i1].reshape(f, -1))
+        return out.reshape(f, ho * wo * n)
 
     def backward(self, dout, input_grad: bool = True):
         """Set ``grads`` and return ``dL/dx``; with ``input_grad=False`` only set ``grads``
         and return None (the first layer of a network: nobody needs the image's gradient)."""
-        cols2d, x_shape = self._cached()
+        cols2d, x_shape, xp = self._cached()
         W = self.params["W"]
         n, c, h, w = x_shape
         _, f, ho, wo = self.output_shape(x_shape)
         k, s, p = self.kernel_size, self.stride, self.padding
+        if cols2d is None:                                        # after a chunked forward
+            cols2d = self._im2col(xp, ho, wo)
         dout = _as_float(self._check_dout(dout, (n, f, ho, wo)), W.dtype)
         d2d = _batch_last(dout).reshape(f, ho * wo * n)          # no copy if dout came from us
 

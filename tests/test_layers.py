@@ -298,3 +298,26 @@ def test_rel_error_behaviour():
     assert rel_error(a, a) == 0
     assert rel_error(a, -a) == 1
     assert 1e-9 < rel_error(a, a * (1 + 1e-8)) < 1e-7
+
+
+@pytest.mark.parametrize("c, f, k, s, p, hw, n", [(1, 6, 5, 1, 0, 32, 40), (6, 16, 5, 1, 0, 14, 23),
+                                                   (3, 4, 3, 2, 1, 11, 17)])
+def test_conv_eval_mode_row_chunks_match_the_single_product(monkeypatch, c, f, k, s, p, hw, n):
+    """Inference builds im2col a few output rows at a time when it would be large; the
+    outputs, and a backward pass after such a forward, equal those of the one-product path."""
+    rng = np.random.default_rng(0)
+    conv = L.Conv2D(c, f, k, stride=s, padding=p, rng=1)
+    x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+    out_train = np.array(conv.train().forward(x))
+    dout = rng.standard_normal(out_train.shape).astype(np.float32)
+    dx_train = np.array(conv.backward(dout))
+    grads_train = {key: g.copy() for key, g in conv.grads.items()}
+    monkeypatch.setattr(L, "_INFERENCE_CHUNK_BYTES", 1)          # one output row per chunk
+    out_eval = conv.eval().forward(x)
+    assert conv.cache[0] is None, "the chunked path should have run"
+    np.testing.assert_allclose(out_eval, out_train, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(conv.backward(dout), dx_train, rtol=1e-5, atol=1e-5)
+    for key in grads_train:
+        np.testing.assert_allclose(conv.grads[key], grads_train[key], rtol=1e-5, atol=1e-4)
+    monkeypatch.setattr(L, "_INFERENCE_CHUNK_BYTES", 3 * c * k * k * conv.output_shape(x.shape)[3] * n * 4)
+    np.testing.assert_allclose(conv.forward(x), out_train, rtol=1e-5, atol=1e-5)   # 3 rows per chunk
