@@ -274,8 +274,14 @@ _WORKER_BOOT = ("import pickle, sys; boot = pickle.load(sys.stdin.buffer); sys.p
 
 
 def _worker_main(boot: dict):
-    """Entry point of a worker process: connect back to the parent, then serve."""
+    """Entry point of a worker process: connect back to the parent, then serve.
+
+    Ctrl-C (and Jupyter's "interrupt kernel", which signals the whole process group) is
+    ignored here: the caller handles it and replaces its workers; the socket closing tells a
+    worker when its parent has gone."""
+    import signal
     from multiprocessing.connection import Client
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _serve(Client(boot["address"], authkey=boot["authkey"]))
 
 
