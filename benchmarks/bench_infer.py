@@ -58,13 +58,14 @@ def child(job: dict) -> dict:
         predict(idx)
     cpu0, t0 = C.cpu_seconds(), time.perf_counter()
     workers0 = C.worker_stats(job["framework"])
-    for idx in batches:
-        predict(idx)
+    for _ in range(job.get("passes", 1)):
+        for idx in batches:
+            predict(idx)
     seconds = time.perf_counter() - t0
     cpu, workers = C.cpu_seconds() - cpu0, C.worker_stats(job["framework"])
     cpu += sum(w["cpu_seconds"] for w in workers) - sum(w["cpu_seconds"] for w in workers0)
     return {"seconds": seconds, "cpu": cpu, "rss_mb": C.peak_rss_mb() + sum(w["peak_rss_mb"] for w in workers),
-            "processes": 1 + len(workers), "images": len(images)}
+            "processes": 1 + len(workers), "images": len(images) * job.get("passes", 1)}
 
 
 def main(argv=None):
@@ -75,6 +76,8 @@ def main(argv=None):
     p.add_argument("--batch-sizes", default="1,1000")
     p.add_argument("--limit", type=int, default=None, help="use only the first LIMIT test images")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--passes", type=int, default=1,
+                   help="passes over the test images per timed run (more: less noise from a busy host)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--frameworks", default="lenet_core,torch")
     p.add_argument("--json", help="also write all measurements to this JSON file")
@@ -93,7 +96,8 @@ def main(argv=None):
         print("PyTorch is not installed: timing lenet_core only")
         frameworks = [f for f in frameworks if f != "torch"]
     print("\n".join(C.machine_description(threads, how)))
-    print(f"data: {args.data_dir} (test split), limit: {args.limit or 'all'}, repeats: {args.repeats}")
+    print(f"data: {args.data_dir} (test split), limit: {args.limit or 'all'}, repeats: {args.repeats}, "
+          f"passes per run: {args.passes}")
     print()
     header = f"{'variant':8} {'batch':>5} {'framework':10} {'images/s median [min - max]':>32} {'peak MB':>8}"
     print(header)
@@ -106,7 +110,8 @@ def main(argv=None):
             runs = {f: [] for f in frameworks}
             for r in range(args.repeats):
                 for fw in (frameworks if r % 2 == 0 else frameworks[::-1]):
-                    job = dict(framework=fw, variant=variant, batch_size=bs, data=data, threads=threads)
+                    job = dict(framework=fw, variant=variant, batch_size=bs, data=data, threads=threads,
+                               passes=args.passes)
                     runs[fw].append(C.run_child(os.path.abspath(__file__), job, threads))
             medians = {}
             for fw in frameworks:
