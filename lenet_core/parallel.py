@@ -569,9 +569,13 @@ class DataParallel:
         if shards is None:
             return self.model.forward(x)
         model, dtype = self.model, self.model.dtype
-        out_shape = x.shape
-        for layer in model.layers:
-            out_shape = layer.output_shape(out_shape)
+        try:
+            out_shape = x.shape
+            for layer in model.layers:
+                out_shape = layer.output_shape(out_shape)
+        except Exception:            # a malformed input: let the layers say what is wrong
+            self._shards = None
+            return self.model.forward(x)
         with _lock:
             self._attach(len(shards) - 1)
             for i, key, view in self._params_view:           # the weights as they are now

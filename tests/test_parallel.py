@@ -125,6 +125,8 @@ def test_errors_in_a_shard_reach_the_caller_and_the_workers_survive():
     runner = DataParallel(lc.lenet5("classic", seed=0), 2)
     with pytest.raises(ValueError, match="channel|expects"):
         runner.forward(np.zeros((32, 3, 32, 32), np.float32))
+    with pytest.raises(ValueError, match="4-D input"):
+        runner.forward(np.zeros((32, 32, 32), np.float32))   # the layer's own message, not an unpacking error
     x, y = _batch(32)
     logits = runner.forward(x)                     # the next batch works
     assert logits.shape == (32, 10)
