@@ -477,8 +477,10 @@ class DataParallel:
         return getattr(self.model, name)
 
     # -- running -------------------------------------------------------------
-    def _plan(self, n: int):
-        """Contiguous, nearly equal slices of ``range(n)``, one per process (None: no split)."""
+    def plan(self, n: int):
+        """How a batch of ``n`` images is split: contiguous, nearly equal slices of ``range(n)``,
+        one per process; None when it is not (one process, fewer than ``2 * MIN_SHARD`` images,
+        or an active dropout layer)."""
         count = min(self.processes, n // MIN_SHARD)
         if count < 2:
             return None
@@ -564,7 +566,7 @@ class DataParallel:
 
     def forward(self, x):
         x = np.asarray(x)
-        shards = self._plan(len(x)) if x.ndim >= 1 else None
+        shards = self.plan(len(x)) if x.ndim >= 1 else None
         self._shards = shards
         if shards is None:
             return self.model.forward(x)

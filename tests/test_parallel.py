@@ -36,7 +36,7 @@ def test_same_outputs_and_gradients_as_the_model(variant, n, processes):
     serial, split = lc.lenet5(variant, seed=1), lc.lenet5(variant, seed=1)
     logits_a, loss_a, dx_a = _run(serial, x, y)
     runner = DataParallel(split, processes)
-    assert runner._plan(n) is not None, "this batch should be split"
+    assert runner.plan(n) is not None, "this batch should be split"
     logits_b, loss_b, dx_b = _run(runner, x, y)
     np.testing.assert_allclose(logits_b, logits_a, rtol=1e-5, atol=1e-6)
     assert loss_b == pytest.approx(loss_a, rel=1e-6)
@@ -84,17 +84,17 @@ def test_small_batches_and_one_process_run_the_model_itself():
     model = lc.lenet5("classic", seed=0)
     x, y = _batch(2 * parallel.MIN_SHARD - 1)
     runner = DataParallel(model, 2)
-    assert runner._plan(len(x)) is None
+    assert runner.plan(len(x)) is None
     _run(runner, x, y)
     assert model.layers[0].cache is not None      # the model itself ran: its caches are filled
-    assert DataParallel(model, 1)._plan(1000) is None
+    assert DataParallel(model, 1).plan(1000) is None
 
 
 def test_active_dropout_runs_serially_for_reproducible_masks():
     model = lc.lenet5("modern", seed=0, dropout=0.5)
     runner = DataParallel(model, 2)
-    assert runner.train()._plan(64) is None
-    assert runner.eval()._plan(64) is not None    # no dropout in eval mode: split again
+    assert runner.train().plan(64) is None
+    assert runner.eval().plan(64) is not None    # no dropout in eval mode: split again
 
 
 def test_fit_is_deterministic_and_close_to_serial():
