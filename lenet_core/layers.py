@@ -314,6 +314,14 @@ class Conv2D(Layer):
         return xp
 
     def forward(self, x):
+        return self.forward_then(x, None)
+
+    def forward_then(self, x, activation=None):
+        """``activation.forward(self.forward(x))`` in one step: in eval mode, on a large batch,
+        the activation (a :class:`Tanh` or :class:`ReLU`) is applied to each chunk of output
+        rows right after its product, while the chunk is still in the CPU's cache, instead of
+        in a second pass over the whole output. Both layers' caches are set as if they had run
+        one after the other, so ``backward`` works as usual. ``Sequential.forward`` uses this."""
         W, b = self.params["W"], self.params["b"]
         x = _as_float(x, W.dtype)
         _check_input(self, x, 4, "(N, C, H, W)", self.in_channels)
@@ -329,13 +337,19 @@ class Conv2D(Layer):
         if rows >= ho:
             cols2d = self._im2col(xp, ho, wo)
             out = W.reshape(f, c * k * k) @ cols2d                # (F, Ho*Wo*N): one BLAS call
+            out += b[:, None]
             self.cache = (cols2d, x.shape, None)
         else:
-            out = self._forward_in_row_chunks(xp, ho, wo, rows)
+            fused = activation if hasattr(activation, "_apply_in_place") else None
+            out = self._forward_in_row_chunks(xp, ho, wo, rows, fused)
             self.cache = (None, x.shape, xp)
-        out += b[:, None]
+            if fused is not None:
+                out = out.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)
+                fused.cache = out        # what its own forward would have cached: its output
+                return out
         # (F, Ho, Wo, N) in memory, handed out as an (N, F, Ho, Wo) view: no transpose copy.
-        return out.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)
+        out = out.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)
+        return out if activation is None else activation.forward(out)
 
     def _buffer(self, size, dtype):
         """A flat work buffer of ``size`` numbers, kept for the next call that asks for as many."""
@@ -351,10 +365,11 @@ class Conv2D(Layer):
         np.copyto(cols, _window_view(xp, k, self.stride, ho, wo, lead=1))
         return cols.reshape(c * k * k, ho * wo * n)
 
-    def _forward_in_row_chunks(self, xp, ho, wo, rows):
-        """``W2d @ cols`` computed ``rows`` output rows at a time, each chunk of ``cols``
-        built in the same small buffer: (F, Ho*Wo*N), equal to the one-product result."""
-        W = self.params["W"]
+    def _forward_in_row_chunks(self, xp, ho, wo, rows, activation=None):
+        """``W2d @ cols + b`` computed ``rows`` output rows at a time, each chunk of ``cols``
+        built in the same small buffer, and ``activation`` applied to each chunk in place:
+        (F, Ho*Wo*N), equal to the one-product result."""
+        W, b = self.params["W"], self.params["b"]
         f, c, k, s, n = self.out_channels, self.in_channels, self.kernel_size, self.stride, xp.shape[3]
         W2d = W.reshape(f, c * k * k)
         out = np.empty((f, ho, wo, n), dtype=W.dtype)
@@ -363,7 +378,11 @@ class Conv2D(Layer):
             i1 = min(ho, i0 + rows)
             part = buffer[:c * k * k * (i1 - i0) * wo * n].reshape(c, k, k, i1 - i0, wo, n)
             np.copyto(part, _window_view(xp[:, i0 * s:(i1 - 1) * s + k], k, s, i1 - i0, wo, lead=1))
-            np.matmul(W2d, part.reshape(c * k * k, -1), out=out[:, i0:i1].reshape(f, -1))
+            chunk = out[:, i0:i1]
+            np.matmul(W2d, part.reshape(c * k * k, -1), out=chunk.reshape(f, -1))
+            chunk += b[:, None, None, None]
+            if activation is not None:
+                activation._apply_in_place(chunk)
         return out.reshape(f, ho * wo * n)
 
     def backward(self, dout, input_grad: bool = True):
@@ -653,6 +672,11 @@ class Tanh(Layer):
         self.cache = out
         return out
 
+    @staticmethod
+    def _apply_in_place(a):
+        """``a <- tanh(a)``: how :meth:`Conv2D.forward_then` fuses this layer."""
+        np.tanh(a, out=a)
+
     def backward(self, dout):
         out = self._cached()
         dout = self._check_dout(dout, out.shape)
@@ -676,6 +700,11 @@ class ReLU(Layer):
         out = np.maximum(x, x.dtype.type(0))   # a ufunc: keeps x's memory order
         self.cache = out
         return out
+
+    @staticmethod
+    def _apply_in_place(a):
+        """``a <- max(a, 0)``: how :meth:`Conv2D.forward_then` fuses this layer."""
+        np.maximum(a, a.dtype.type(0), out=a)
 
     def backward(self, dout):
         out = self._cached()

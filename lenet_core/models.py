@@ -28,8 +28,19 @@ class Sequential:
 
     # -- running ----------------------------------------------------------
     def forward(self, x):
-        for layer in self.layers:
-            x = layer.forward(x)
+        """Every layer's forward in turn. A :class:`Conv2D` followed by its activation runs
+        as ``conv.forward_then(x, activation)``: the same numbers and caches, but in eval
+        mode the activation is applied to the convolution's output piece by piece while it
+        is still in the CPU's cache (see :meth:`Conv2D.forward_then`)."""
+        layers, i = self.layers, 0
+        while i < len(layers):
+            layer = layers[i]
+            if isinstance(layer, Conv2D) and i + 1 < len(layers):
+                x = layer.forward_then(x, layers[i + 1])
+                i += 2
+            else:
+                x = layer.forward(x)
+                i += 1
         return x
 
     __call__ = forward

@@ -120,3 +120,28 @@ def test_bad_variant_and_wrong_input():
         model.forward(np.zeros((1, 3, 32, 32)))
     with pytest.raises(ValueError, match="x\\[:, None\\]"):
         model.forward(np.zeros((1, 32, 32)))
+
+
+@pytest.mark.parametrize("variant", ["classic", "modern"])
+@pytest.mark.parametrize("chunk_bytes", [1, None])
+def test_eval_forward_with_fused_activations_matches_layer_by_layer(monkeypatch, variant, chunk_bytes):
+    """In eval mode Sequential.forward fuses each convolution with its activation (applied per
+    chunk of rows); outputs, caches and hence a backward pass are those of the plain loop."""
+    from lenet_core import layers as L
+    if chunk_bytes is not None:
+        monkeypatch.setattr(L, "_INFERENCE_CHUNK_BYTES", chunk_bytes)   # chunk even a small batch
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 1, 32, 32), dtype=np.float32)
+    fused, plain = lc.lenet5(variant, seed=3).eval(), lc.lenet5(variant, seed=3).eval()
+    out_fused = fused.forward(x)
+    h = x
+    for layer in plain.layers:
+        h = layer.forward(h)
+    np.testing.assert_allclose(out_fused, h, rtol=1e-6, atol=1e-6)
+    for a, b in zip(fused.layers, plain.layers):
+        if isinstance(a, (L.Tanh, L.ReLU)):
+            np.testing.assert_allclose(a.cache, b.cache, rtol=1e-6, atol=1e-6)
+    dout = rng.standard_normal(out_fused.shape).astype(np.float32)
+    np.testing.assert_allclose(fused.backward(dout), plain.backward(dout), rtol=1e-5, atol=1e-7)
+    for (name, _, g_a), (_, _, g_b) in zip(fused.params_and_grads(), plain.params_and_grads()):
+        np.testing.assert_allclose(g_a, g_b, rtol=1e-5, atol=1e-6, err_msg=name)
