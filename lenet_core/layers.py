@@ -314,14 +314,20 @@ class Conv2D(Layer):
         return xp
 
     def forward(self, x):
-        return self.forward_then(x, None)
+        return self._forward(x, None)
 
-    def forward_then(self, x, activation=None):
+    def forward_then(self, x, activation):
         """``activation.forward(self.forward(x))`` in one step: in eval mode, on a large batch,
         the activation (a :class:`Tanh` or :class:`ReLU`) is applied to each chunk of output
         rows right after its product, while the chunk is still in the CPU's cache, instead of
         in a second pass over the whole output. Both layers' caches are set as if they had run
-        one after the other, so ``backward`` works as usual. ``Sequential.forward`` uses this."""
+        one after the other, so ``backward`` works as usual. ``Sequential.forward`` uses this.
+        A subclass that overrides ``forward`` gets exactly that composition, unfused."""
+        if type(self).forward is not Conv2D.forward:
+            return activation.forward(self.forward(x))
+        return self._forward(x, activation)
+
+    def _forward(self, x, activation):
         W, b = self.params["W"], self.params["b"]
         x = _as_float(x, W.dtype)
         _check_input(self, x, 4, "(N, C, H, W)", self.in_channels)

@@ -145,3 +145,20 @@ def test_eval_forward_with_fused_activations_matches_layer_by_layer(monkeypatch,
     np.testing.assert_allclose(fused.backward(dout), plain.backward(dout), rtol=1e-5, atol=1e-7)
     for (name, _, g_a), (_, _, g_b) in zip(fused.params_and_grads(), plain.params_and_grads()):
         np.testing.assert_allclose(g_a, g_b, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_sequential_forward_respects_a_convolution_subclass_that_overrides_forward():
+    """Chapter 10 swaps in loop engines by overriding Conv2D.forward; fusion must not bypass them."""
+    from lenet_core import layers as L
+    calls = []
+
+    class CountingConv(L.Conv2D):
+        def forward(self, x):
+            calls.append(x.shape)
+            return super().forward(x)
+
+    model = Sequential([CountingConv(1, 2, 3, rng=0), L.Tanh(), L.Flatten()]).eval()
+    x = np.random.default_rng(1).random((4, 1, 6, 6), dtype=np.float32)
+    out = model.forward(x)
+    assert calls == [(4, 1, 6, 6)]
+    np.testing.assert_allclose(out, np.tanh(np.asarray(model.layers[0].forward(x))).reshape(4, -1), rtol=1e-6)
