@@ -531,9 +531,13 @@ class DataParallel:
     def _attach(self, workers: int):
         """Start the workers, give them the network and map the shared weights (once)."""
         self._conns = _ensure_workers(workers)
-        for key in _forgotten:
-            for conn in self._conns:
-                conn.send(("forget", key, None))
+        try:
+            for key in _forgotten:
+                for i, conn in enumerate(self._conns):
+                    _send(conn, ("forget", key, None), f"worker {i + 1}")
+        except RuntimeError:
+            _kill_workers()
+            raise
         _forgotten.clear()
         if self._attached == (_generation, workers):
             return
@@ -557,7 +561,9 @@ class DataParallel:
         per = lambda shape, n: n * int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
         longest = max(sl.stop - sl.start for sl in shards[1:])
         x_bytes, d_bytes = per(x_shape, longest), per(out_shape, longest)
-        if self._io is None or self._io_layout[0] < x_bytes + d_bytes or self._io_layout[1] < x_bytes:
+        # each worker's part: its images in [0, d_offset), its output gradient in [d_offset, stride)
+        if (self._io is None or self._io_layout[1] < x_bytes
+                or self._io_layout[0] - self._io_layout[1] < d_bytes):
             x_bytes, d_bytes = 2 * x_bytes, 2 * d_bytes          # room to grow
             self._io = _SharedFile((x_bytes + d_bytes) * (len(shards) - 1))
             self._io_layout = (x_bytes + d_bytes, x_bytes)

@@ -2,6 +2,7 @@
 rounding), stay deterministic, fall back to serial when they must, and fail clearly."""
 from __future__ import annotations
 
+import gc
 import glob
 import os
 import subprocess
@@ -148,6 +149,10 @@ def test_a_worker_dying_during_a_batch_gives_a_clear_error_then_recovers(monkeyp
     runner = DataParallel(lc.lenet5("classic", seed=0), 2)
     x, y = _batch(32)
     runner.forward(x)
+    gone = DataParallel(lc.lenet5("classic", seed=0), 2)
+    gone.forward(x)
+    del gone                                             # the workers are told to forget it next time
+    gc.collect()
     process, _ = parallel._workers[0]
     process.kill()
     process.wait()
