@@ -11,7 +11,6 @@ import json
 import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -105,20 +104,12 @@ def set_threads(framework: str, threads: int) -> None:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB.
-
-    On Linux this is ``VmHWM`` from /proc/self/status: the high-water mark of this
-    program's own address space. (``ru_maxrss`` is not used there: it survives
-    ``fork`` + ``exec``, so a child would report at least its parent's size.)
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 1024 if sys.platform != "darwin" else rss / 2**20
+    """Peak resident memory of this process so far, in MB: ``VmHWM`` on Linux, the
+    high-water mark of this program's own address space (``ru_maxrss`` survives ``fork`` +
+    ``exec``, so a child would report at least its parent's size); see
+    ``lenet_core.parallel.process_stats``, which lenet_core's workers report with too."""
+    from lenet_core.parallel import process_stats
+    return process_stats()["peak_rss_mb"]
 
 
 def worker_stats(framework: str) -> list[dict]:
@@ -137,8 +128,9 @@ def torch_installed() -> bool:
 
 
 def cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    """User plus system CPU seconds of this process so far."""
+    from lenet_core.parallel import process_stats
+    return process_stats()["cpu_seconds"]
 
 
 def run_child(script: str, job: dict, threads: int) -> dict:

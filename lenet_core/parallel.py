@@ -56,7 +56,7 @@ import traceback
 
 import numpy as np
 
-__all__ = ["DataParallel", "default_processes", "blas_threads", "shutdown_workers", "MIN_SHARD"]
+__all__ = ["DataParallel", "default_processes", "blas_threads", "shutdown_workers", "process_stats", "MIN_SHARD"]
 
 MIN_SHARD = 8   # fewer images than this per process, and sending them costs more than it saves
 MAX_DEFAULT_PROCESSES = 4   # more only on request: LeNet-5's batches are small, shards get tiny
@@ -204,9 +204,11 @@ class _Replica:
         return self.io
 
 
-def _process_stats() -> dict:
-    """Peak resident memory (MB; VmHWM on Linux, which unlike ru_maxrss does not count the
-    parent's memory before ``exec``) and CPU seconds of this process."""
+def process_stats() -> dict:
+    """``{"peak_rss_mb", "cpu_seconds"}`` of this process: peak resident memory in MB (VmHWM
+    on Linux, which unlike ru_maxrss does not count the parent's memory before ``exec``) and
+    CPU seconds, user plus system. The workers report theirs with it, and the benchmarks
+    measure their own processes with it."""
     import resource
     import sys
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -257,7 +259,7 @@ def _serve(conn):
                     np.copyto(view, replica.model.layers[i].grads[k])
                 value = None if dx is None else np.ascontiguousarray(dx)
             elif kind == "stats":
-                value = _process_stats()
+                value = process_stats()
             else:
                 raise ValueError(f"unknown request {kind!r}")
             reply = ("ok", value)
@@ -317,7 +319,6 @@ def _start_worker(number: int, timeout: float = 60.0):
 
 def _ensure_workers(count: int) -> list:
     """At least ``count`` live worker connections (called with ``_lock`` held)."""
-    global _workers
     if any(p.poll() is not None for p, _ in _workers):   # one died (killed, out of memory):
         _kill_workers()                                   # start afresh, every network re-attaches
     while len(_workers) < count:
@@ -327,7 +328,6 @@ def _ensure_workers(count: int) -> list:
 
 def shutdown_workers():
     """Stop the worker processes (they start again on the next parallel batch)."""
-    global _workers, _generation
     with _lock:
         for process, conn in _workers:
             try:
@@ -338,15 +338,13 @@ def shutdown_workers():
             try:
                 process.wait(timeout=2)
             except Exception:
-                process.kill()
-            conn.close()
-        _workers = []
-        _generation += 1
-        _forgotten.clear()
+                pass                 # still running: _kill_workers stops it
+        _kill_workers()
 
 
 def _kill_workers():
-    """After an interrupted exchange the replies are out of step: start afresh next time."""
+    """Stop every worker now and forget them (after an interrupted exchange the replies are
+    out of step): the next parallel batch starts fresh ones, and every network re-attaches."""
     global _workers, _generation
     for process, conn in _workers:
         process.kill()
@@ -589,11 +587,11 @@ class DataParallel:
             for i, key, view in self._params_view:           # the weights as they are now
                 np.copyto(view, model.layers[i].params[key])
             io, (stride, d_offset) = self._io_views(shards, x.shape, out_shape, dtype)
+            modes = [layer.training for layer in model.layers]
             requests = []
             for w, sl in enumerate(shards[1:]):
                 shape = (sl.stop - sl.start,) + x.shape[1:]
                 np.copyto(io.array(w * stride, shape, dtype), x[sl])
-                modes = [layer.training for layer in model.layers]
                 requests.append(("forward", self._key, (io.path, io.nbytes, w * stride, shape, modes)))
             self._out_shape = out_shape
             local = self._local_copy()
