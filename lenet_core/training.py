@@ -191,62 +191,53 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
     loss_fn = SoftmaxCrossEntropy() if loss_fn is None else loss_fn
     n = len(x)
     n_batches = -(-n // batch_size)
+
     from tqdm.auto import tqdm  # imported here: importing tqdm.auto picks the notebook or terminal bar
 
-    with _runner(model, processes) as runner:
-        return _fit_epochs(runner, optimizer, x, y, epochs, batch_size, x_val, y_val, seed, schedule, progress,
-                           start_epoch, history, on_epoch_end, loss_fn, checkpoint_path, checkpoint_extra,
-                           eval_batch_size, tqdm)
-
-
-def _fit_epochs(runner, optimizer, x, y, epochs, batch_size, x_val, y_val, seed, schedule, progress, start_epoch,
-                history, on_epoch_end, loss_fn, checkpoint_path, checkpoint_extra, eval_batch_size, tqdm):
-    """The epoch loop of :func:`fit`, arguments checked."""
-    model = runner.model
-    n = len(x)
-    n_batches = -(-n // batch_size)
-    for e in range(start_epoch, epochs):
-        t0 = time.perf_counter()
-        if schedule is not None:
-            optimizer.lr = float(schedule(e))
-        runner.train()
-        total_loss, total_correct, seen = 0.0, 0, 0
-        batches = iterate_minibatches(x, y, batch_size, shuffle=True,
-                                      seed=np.random.default_rng([int(seed), e]))
-        bar = tqdm(total=n_batches, desc=f"epoch {e + 1}/{epochs}", unit="batch", disable=not progress,
-                   leave=True, dynamic_ncols=True)
-        try:
-            for step, (xb, yb) in enumerate(batches, start=1):
-                with np.errstate(over="ignore", invalid="ignore"):
-                    loss, correct = train_step(runner, optimizer, loss_fn, xb, yb)
-                if correct is None:
-                    raise TrainingDiverged(e + 1, step, optimizer.steps + 1, loss, optimizer.lr, history)
-                total_loss += loss * len(xb)
-                total_correct += correct
-                seen += len(xb)
-                bar.update(1)
-                if step % 10 == 0 or step == n_batches:
-                    bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{total_correct / seen:.4f}",
-                                    refresh=False)
-            record = dict(epoch=e + 1, train_loss=total_loss / seen, train_acc=total_correct / seen,
-                          lr=float(optimizer.lr))
-            if x_val is not None:
-                val_loss, val_acc = evaluate(runner, x_val, y_val, batch_size=eval_batch_size, loss_fn=loss_fn)
-                record.update(val_loss=val_loss, val_acc=val_acc)
-                bar.set_postfix(loss=f"{record['train_loss']:.4f}", acc=f"{record['train_acc']:.4f}",
-                                val_loss=f"{val_loss:.4f}", val_acc=f"{val_acc:.4f}", refresh=False)
-            model.train()
-        finally:
-            bar.close()
-        record["seconds"] = time.perf_counter() - t0
-        history.record(**record)
-        if checkpoint_path is not None:
-            from .checkpoint import save_checkpoint
-            extra = dict(checkpoint_extra or {})
-            extra.setdefault("fit", {"seed": int(seed), "batch_size": batch_size})
-            save_checkpoint(checkpoint_path, model, optimizer, epoch=e + 1, history=history, extra=extra)
-        if on_epoch_end is not None and on_epoch_end(e + 1, history) is True:
-            break
+    with _runner(model, processes) as runner:   # one process per core, BLAS on one thread each
+        model = runner.model                    # the Sequential, even if a DataParallel was passed
+        for e in range(start_epoch, epochs):
+            t0 = time.perf_counter()
+            if schedule is not None:
+                optimizer.lr = float(schedule(e))
+            runner.train()
+            total_loss, total_correct, seen = 0.0, 0, 0
+            batches = iterate_minibatches(x, y, batch_size, shuffle=True,
+                                          seed=np.random.default_rng([int(seed), e]))
+            bar = tqdm(total=n_batches, desc=f"epoch {e + 1}/{epochs}", unit="batch", disable=not progress,
+                       leave=True, dynamic_ncols=True)
+            try:
+                for step, (xb, yb) in enumerate(batches, start=1):
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        loss, correct = train_step(runner, optimizer, loss_fn, xb, yb)
+                    if correct is None:
+                        raise TrainingDiverged(e + 1, step, optimizer.steps + 1, loss, optimizer.lr, history)
+                    total_loss += loss * len(xb)
+                    total_correct += correct
+                    seen += len(xb)
+                    bar.update(1)
+                    if step % 10 == 0 or step == n_batches:
+                        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{total_correct / seen:.4f}",
+                                        refresh=False)
+                record = dict(epoch=e + 1, train_loss=total_loss / seen, train_acc=total_correct / seen,
+                              lr=float(optimizer.lr))
+                if x_val is not None:
+                    val_loss, val_acc = evaluate(runner, x_val, y_val, batch_size=eval_batch_size, loss_fn=loss_fn)
+                    record.update(val_loss=val_loss, val_acc=val_acc)
+                    bar.set_postfix(loss=f"{record['train_loss']:.4f}", acc=f"{record['train_acc']:.4f}",
+                                    val_loss=f"{val_loss:.4f}", val_acc=f"{val_acc:.4f}", refresh=False)
+                model.train()
+            finally:
+                bar.close()
+            record["seconds"] = time.perf_counter() - t0
+            history.record(**record)
+            if checkpoint_path is not None:
+                from .checkpoint import save_checkpoint
+                extra = dict(checkpoint_extra or {})
+                extra.setdefault("fit", {"seed": int(seed), "batch_size": batch_size})
+                save_checkpoint(checkpoint_path, model, optimizer, epoch=e + 1, history=history, extra=extra)
+            if on_epoch_end is not None and on_epoch_end(e + 1, history) is True:
+                break
     return history
 
 
