@@ -157,8 +157,8 @@ class Layer:
 
     def replica(self) -> "Layer":
         """A twin that shares this layer's ``params`` (the same dict, the same arrays) but has
-        its own ``grads``, cache and work buffers, so that two threads can run the same layer
-        on different images at once (see :mod:`lenet_core.parallel`)."""
+        its own ``grads``, cache and work buffers: :mod:`lenet_core.parallel` computes the calling
+        process's share of a batch with such twins, leaving the model's own caches alone."""
         twin = copy.copy(self)
         twin.grads = dict(self.grads)
         twin.cache = None
