@@ -11,8 +11,9 @@ The package behind the book *LeNet-5 from Scratch*::
 
 Modules: ``layers``, ``losses``, ``models``, ``optim``, ``init``, ``gradcheck``,
 ``reference`` (loop versions), ``data`` and ``idx`` (MNIST), ``training``,
-``schedules``, ``parallel`` (batches split over processes), ``checkpoint``, ``digits``, ``explain``, ``plots``, ``widgets``
-(imports ipywidgets), ``torch_compat`` (needs PyTorch), ``cli``.
+``schedules``, ``parallel`` (batches split over processes), ``fastmath`` (a float32
+tanh), ``checkpoint``, ``digits``, ``explain``, ``plots``, ``widgets`` (imports
+ipywidgets), ``torch_compat`` (needs PyTorch), ``cli``.
 """
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import load_mnist, prepare_lenet_input

@@ -40,6 +40,8 @@ import copy
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import fastmath
+
 __all__ = [
     "Layer", "Conv2D", "AvgPool2D", "MaxPool2D", "Linear", "Flatten",
     "Tanh", "ReLU", "Sigmoid", "Dropout", "build_layer", "conv_output_size",
@@ -670,18 +672,21 @@ class Flatten(Layer):
 class Tanh(Layer):
     r"""Hyperbolic tangent, elementwise: ``out = tanh(x)``; ``dx = dout * (1 - out^2)``.
 
+    float32 goes through :func:`lenet_core.fastmath.tanh`, a rational function accurate to a
+    few units in the last place that needs only multiplications, additions and one division
+    (on the book's machine 1.5-1.9x faster than ``np.tanh``); float64 through ``np.tanh``.
     Any shape in, same shape out. Cache: the output ``out``.
     """
 
     def forward(self, x):
-        out = np.tanh(_as_float(x))
+        out = fastmath.tanh(_as_float(x))
         self.cache = out
         return out
 
     @staticmethod
     def _apply_in_place(a):
         """``a <- tanh(a)``: how :meth:`Conv2D.forward_then` fuses this layer."""
-        np.tanh(a, out=a)
+        fastmath.tanh(a, out=a)
 
     def backward(self, dout):
         out = self._cached()
