@@ -46,7 +46,7 @@ def child(job: dict) -> dict:
         runner = session.enter_context(lc.DataParallel(model, job["threads"]))  # what predict() uses: one process per core
 
         def predict(idx):
-            return runner.forward(make_batch(idx)).argmax(axis=1)
+            return runner.infer(make_batch(idx)).argmax(axis=1)
     else:
         import torch
         net = to_torch_module(model).eval()

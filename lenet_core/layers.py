@@ -260,6 +260,8 @@ class Conv2D(Layer):
     it is built and multiplied a few output rows at a time in one small buffer that stays in
     the CPU's cache, instead of being written to memory in full and read back (C1 at batch
     500: 37 -> 24 us per image). A backward pass after such a forward rebuilds ``cols`` for ``dW``.
+    :meth:`forward_then` applies the next activation to each chunk while it is in the cache, and
+    :meth:`infer_then`, for inference only, the pooling after it as well.
 
     Cache: ``cols`` (reused as a buffer by the next forward of the same shape) and the input
     shape; after a chunked forward, the padded batch-last input instead of ``cols``.
@@ -328,6 +330,61 @@ class Conv2D(Layer):
         if type(self).forward is not Conv2D.forward:
             return activation.forward(self.forward(x))
         return self._forward(x, activation)
+
+    def infer_then(self, x, activation, pool):
+        """``pool.forward(activation.forward(self.forward(x)))`` when no backward pass follows
+        (:meth:`Sequential.infer`): in eval mode, on a large batch, each chunk of output rows
+        is activated *and pooled* while still in the CPU's cache, and only the pooled maps
+        -- a quarter of the size for 2x2 pooling -- are written to memory. The three layers'
+        caches are left empty: a backward pass after this raises an error.
+
+        Fused only for what it can do exactly: a :class:`Tanh` or :class:`ReLU`, then a pool
+        whose stride equals its window (windows do not overlap, so no window spans two
+        chunks); otherwise, and in training mode, it is the plain composition."""
+        fusable = (not self.training and type(self).forward is Conv2D.forward
+                   and hasattr(activation, "_apply_in_place")
+                   and type(pool) in (AvgPool2D, MaxPool2D) and pool.stride == pool.kernel_size)
+        x = _as_float(x, self.params["W"].dtype)
+        _check_input(self, x, 4, "(N, C, H, W)", self.in_channels)
+        n, f, ho, wo = self.output_shape(x.shape)
+        s = pool.stride if fusable else 1
+        row_bytes = self.in_channels * self.kernel_size ** 2 * wo * n * x.dtype.itemsize
+        rows = max(s, (_INFERENCE_CHUNK_BYTES // row_bytes) // s * s)    # whole pooling windows
+        if not fusable or rows >= ho or ho < pool.kernel_size or wo < pool.kernel_size:
+            out = pool.forward(self.forward_then(x, activation))
+        else:
+            out = self._infer_in_row_chunks(self._padded_batch_last(x), ho, wo, rows, activation, pool)
+        self.cache = activation.cache = pool.cache = None
+        return out
+
+    def _infer_in_row_chunks(self, xp, ho, wo, rows, activation, pool):
+        """The pooled maps, (N, F, Ho // S, Wo // S) as a view of (F, Ho // S, Wo // S, N) memory,
+        ``rows`` output rows at a time (a multiple of the pool's stride S): each chunk of rows is
+        computed by products over ``im2col`` pieces of at most ``_INFERENCE_CHUNK_BYTES`` (as in
+        eval-mode ``forward``), then activated and pooled while in the cache. Rows the pool would
+        drop (floor mode) are never computed."""
+        W, b = self.params["W"], self.params["b"]
+        f, c, k, s, n = self.out_channels, self.in_channels, self.kernel_size, self.stride, xp.shape[3]
+        ps, ckk = pool.stride, c * k * k
+        W2d = W.reshape(f, ckk)
+        per_product = max(1, _INFERENCE_CHUNK_BYTES // (ckk * wo * n * W.dtype.itemsize))
+        out = np.empty((f, ho // ps, wo // ps, n), dtype=W.dtype)
+        buffer = self._buffer(ckk * min(rows, per_product) * wo * n, W.dtype)
+        chunk_buffer = np.empty(f * rows * wo * n, dtype=W.dtype)
+        used = (ho // ps) * ps
+        for i0 in range(0, used, rows):
+            i1 = min(used, i0 + rows)
+            chunk = chunk_buffer[:f * (i1 - i0) * wo * n].reshape(f, i1 - i0, wo, n)
+            for j0 in range(i0, i1, per_product):
+                j1 = min(i1, j0 + per_product)
+                part = buffer[:ckk * (j1 - j0) * wo * n].reshape(c, k, k, j1 - j0, wo, n)
+                np.copyto(part, _window_view(xp[:, j0 * s:(j1 - 1) * s + k], k, s, j1 - j0, wo, lead=1))
+                rows_out = chunk[:, j0 - i0:j1 - i0].reshape(f, -1)     # a view: each f's rows are contiguous
+                np.matmul(W2d, part.reshape(ckk, -1), out=rows_out)
+            chunk += b[:, None, None, None]
+            activation._apply_in_place(chunk)
+            pool._pool(chunk.transpose(3, 0, 1, 2), out[:, i0 // ps:i1 // ps].transpose(3, 0, 1, 2))
+        return out.transpose(3, 0, 1, 2)
 
     def _forward(self, x, activation):
         W, b = self.params["W"], self.params["b"]
@@ -503,14 +560,20 @@ class AvgPool2D(_Pool2D):
 
     def forward(self, x):
         x = self._prepare(x)
-        out = None
-        for _, _, sl in self._window_slices(x.shape):
-            if out is None:
+        out = self._pool(x)
+        self.cache = x
+        return out
+
+    def _pool(self, x, out=None):
+        """The pooled values (no cache), in a new array in ``x``'s memory order or in ``out``."""
+        for k, (_, _, sl) in enumerate(self._window_slices(x.shape)):
+            if k > 0:
+                out += x[sl]
+            elif out is None:
                 out = x[sl].copy(order="K")  # a new array, in x's memory order
             else:
-                out += x[sl]
+                np.copyto(out, x[sl])
         out *= x.dtype.type(1 / self.kernel_size ** 2)
-        self.cache = x
         return out
 
     def backward(self, dout):
@@ -553,13 +616,19 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x):
         x = self._prepare(x)
-        out = None
-        for _, _, sl in self._window_slices(x.shape):
-            if out is None:
+        out = self._pool(x)
+        self.cache = (x, out)
+        return out
+
+    def _pool(self, x, out=None):
+        """The pooled values (no cache), in a new array in ``x``'s memory order or in ``out``."""
+        for k, (_, _, sl) in enumerate(self._window_slices(x.shape)):
+            if k > 0:
+                np.maximum(out, x[sl], out=out)
+            elif out is None:
                 out = x[sl].copy(order="K")  # a new array, in x's memory order
             else:
-                np.maximum(out, x[sl], out=out)
-        self.cache = (x, out)
+                np.copyto(out, x[sl])
         return out
 
     def backward(self, dout):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import (AvgPool2D, Conv2D, Dropout, Flatten, Layer, Linear, MaxPool2D, ReLU, Sigmoid, Tanh,
+from .layers import (_Pool2D, AvgPool2D, Conv2D, Dropout, Flatten, Layer, Linear, MaxPool2D, ReLU, Sigmoid, Tanh,
                      build_layer)
 
 __all__ = ["Sequential", "lenet5", "mlp", "LENET5_VARIANTS"]
@@ -44,6 +44,31 @@ class Sequential:
         return x
 
     __call__ = forward
+
+    def infer(self, x):
+        """``forward(x)`` when no backward pass will follow (prediction, evaluation): the same
+        numbers, computed with one more fusion -- a :class:`Conv2D`, its activation and the
+        pooling after it run as ``conv.infer_then(x, activation, pool)``, which in eval mode
+        pools each chunk of the activated maps while it is in the CPU's cache and writes
+        only the pooled maps to memory. Every layer's cache is left empty, so a ``backward``
+        after ``infer`` raises an error instead of using stale values."""
+        layers, i = self.layers, 0
+        try:
+            while i < len(layers):
+                layer = layers[i]
+                if isinstance(layer, Conv2D) and i + 2 < len(layers) and isinstance(layers[i + 2], _Pool2D):
+                    x = layer.infer_then(x, layers[i + 1], layers[i + 2])
+                    i += 3
+                elif isinstance(layer, Conv2D) and i + 1 < len(layers):
+                    x = layer.forward_then(x, layers[i + 1])
+                    i += 2
+                else:
+                    x = layer.forward(x)
+                    i += 1
+        finally:
+            for layer in layers:
+                layer.cache = None
+        return x
 
     def forward_trace(self, x) -> list:
         """Run forward and return ``[x, out_0, out_1, ...]``: the input and every layer's output.

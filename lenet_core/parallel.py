@@ -243,13 +243,13 @@ def _serve(conn):
             if kind == "attach":
                 replicas[key] = _Replica(*args)
                 value = None
-            elif kind == "forward":
+            elif kind in ("forward", "infer"):
                 io_path, io_bytes, x_offset, x_shape, modes = args
                 replica = replicas[key]
                 x = replica.io_block(io_path, io_bytes).array(x_offset, x_shape, replica.dtype)
                 for layer, training in zip(replica.model.layers, modes):
                     layer.training = training
-                value = replica.model.forward(x)
+                value = replica.model.forward(x) if kind == "forward" else replica.model.infer(x)
             elif kind == "backward":
                 d_offset, d_shape, input_grad = args
                 replica = replicas[key]
@@ -409,7 +409,8 @@ class DataParallel:
     mode with an active :class:`~lenet_core.layers.Dropout` (its random masks must come from
     one stream to stay reproducible), calls go straight to the model.
 
-    ``forward(x)`` returns what ``model.forward(x)`` returns; ``backward(dout)`` leaves in the
+    ``forward(x)`` returns what ``model.forward(x)`` returns and ``infer(x)`` what
+    ``model.infer(x)`` returns (inference: no backward may follow); ``backward(dout)`` leaves in the
     model's layers the gradients ``model.backward(dout)`` would leave (up to float rounding)
     and returns ``dL/dx`` (None with ``input_grad=False``).
     """
@@ -569,11 +570,25 @@ class DataParallel:
         return self._io, self._io_layout
 
     def forward(self, x):
+        return self._forward(x, "forward")
+
+    def infer(self, x):
+        """What ``model.infer(x)`` returns (see :meth:`Sequential.infer`): the forward pass
+        when no backward follows, each process's share with the inference-only fusions and
+        no caches kept. A ``backward`` after it raises an error."""
+        for layer in self.model.layers:   # what a later backward would otherwise find there
+            layer.cache = None
+        out = self._forward(x, "infer")
+        self._shards = None
+        return out
+
+    def _forward(self, x, kind):
         x = np.asarray(x)
         shards = self.plan(len(x)) if x.ndim >= 1 else None
         self._shards = shards
+        run_here = self.model.forward if kind == "forward" else self.model.infer
         if shards is None:
-            return self.model.forward(x)
+            return run_here(x)
         model, dtype = self.model, self.model.dtype
         try:
             out_shape = x.shape
@@ -581,7 +596,7 @@ class DataParallel:
                 out_shape = layer.output_shape(out_shape)
         except Exception:            # a malformed input: let the layers say what is wrong
             self._shards = None
-            return self.model.forward(x)
+            return run_here(x)
         with _lock:
             self._attach(len(shards) - 1)
             for i, key, view in self._params_view:           # the weights as they are now
@@ -592,11 +607,12 @@ class DataParallel:
             for w, sl in enumerate(shards[1:]):
                 shape = (sl.stop - sl.start,) + x.shape[1:]
                 np.copyto(io.array(w * stride, shape, dtype), x[sl])
-                requests.append(("forward", self._key, (io.path, io.nbytes, w * stride, shape, modes)))
+                requests.append((kind, self._key, (io.path, io.nbytes, w * stride, shape, modes)))
             self._out_shape = out_shape
             local = self._local_copy()
+            compute_here = local.forward if kind == "forward" else local.infer
             try:
-                here, outs = self._request(requests, lambda: local.forward(x[shards[0]]), "forward")
+                here, outs = self._request(requests, lambda: compute_here(x[shards[0]]), kind)
             finally:
                 if self._io_new:
                     self._io.unlink()

@@ -280,7 +280,7 @@ def predict_logits(model, x, batch_size=1000, processes=None) -> np.ndarray:
     (each batch split over ``processes`` processes, as in :func:`fit`)."""
     x = np.asarray(x)
     with _runner(model, processes) as runner, _eval_mode(runner):
-        outs = [np.asarray(runner.forward(x[sl])) for sl in _batches(len(x), batch_size)]
+        outs = [np.asarray(runner.infer(x[sl])) for sl in _batches(len(x), batch_size)]
     if not outs:
         raise ValueError("predict needs at least one input")
     return np.concatenate(outs)
@@ -304,7 +304,7 @@ def evaluate(model, x, y, batch_size=1000, loss_fn=None, processes=None) -> tupl
     total_loss, correct = 0.0, 0
     with _runner(model, processes) as runner, _eval_mode(runner):
         for sl in _batches(len(x), batch_size):
-            logits = runner.forward(x[sl])
+            logits = runner.infer(x[sl])
             total_loss += loss_fn(logits, y[sl]) * len(y[sl])
             correct += int((logits.argmax(axis=1) == y[sl]).sum())
     return total_loss / len(x), correct / len(x)

@@ -162,3 +162,49 @@ def test_sequential_forward_respects_a_convolution_subclass_that_overrides_forwa
     out = model.forward(x)
     assert calls == [(4, 1, 6, 6)]
     np.testing.assert_allclose(out, np.tanh(np.asarray(model.layers[0].forward(x))).reshape(4, -1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["classic", "modern"])
+@pytest.mark.parametrize("chunk_bytes", [1, 100_000, None])
+@pytest.mark.parametrize("size", [32, 31])
+def test_infer_fuses_conv_activation_and_pool_and_matches_forward(monkeypatch, variant, chunk_bytes, size):
+    """Sequential.infer pools each activated chunk in cache; it returns forward's numbers (for
+    odd map sizes too, where the pool drops the last row), and leaves no cache behind."""
+    from lenet_core import layers as L
+    if chunk_bytes is not None:
+        monkeypatch.setattr(L, "_INFERENCE_CHUNK_BYTES", chunk_bytes)
+    x = np.random.default_rng(0).random((12, 1, size, size), dtype=np.float32)
+    model = lc.lenet5(variant, seed=3).eval() if size == 32 else Sequential(
+        [L.Conv2D(1, 4, 5, rng=0), L.Tanh() if variant == "classic" else L.ReLU(),
+         L.AvgPool2D(2) if variant == "classic" else L.MaxPool2D(2), L.Flatten()]).eval()
+    expected = model.forward(x)
+    fused = []
+    chunked = L.Conv2D._infer_in_row_chunks
+    monkeypatch.setattr(L.Conv2D, "_infer_in_row_chunks", lambda self, *a: fused.append(self) or chunked(self, *a))
+    np.testing.assert_allclose(model.infer(x), expected, rtol=1e-6, atol=1e-7)
+    if chunk_bytes == 1:                             # every conv + activation + pool ran fused
+        assert len(fused) == (2 if size == 32 else 1)
+    assert all(layer.cache is None for layer in model.layers)
+    with pytest.raises(RuntimeError, match="before forward"):
+        model.backward(np.ones_like(expected))
+
+
+def test_infer_does_not_fuse_what_it_cannot_do_exactly(monkeypatch):
+    """Overlapping pooling windows, a pool subclass and training mode get the plain composition."""
+    from lenet_core import layers as L
+    monkeypatch.setattr(L, "_INFERENCE_CHUNK_BYTES", 1)
+    calls = []
+
+    class CountingPool(L.AvgPool2D):
+        def forward(self, x):
+            calls.append(x.shape)
+            return super().forward(x)
+
+    x = np.random.default_rng(2).random((5, 1, 12, 12), dtype=np.float32)
+    for pool in (L.MaxPool2D(3, stride=2), CountingPool(2)):
+        model = Sequential([L.Conv2D(1, 3, 3, rng=0), L.ReLU(), pool, L.Flatten()]).eval()
+        np.testing.assert_allclose(model.infer(x), model.forward(x), rtol=1e-6)
+    assert calls == [(5, 3, 10, 10)] * 2            # the subclass ran its own forward, twice
+    model = lc.lenet5("classic", seed=0).train()
+    x = np.random.default_rng(3).random((4, 1, 32, 32), dtype=np.float32)
+    np.testing.assert_allclose(model.infer(x), model.forward(x), rtol=1e-6)

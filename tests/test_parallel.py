@@ -214,3 +214,14 @@ def test_a_script_without_a_main_guard_can_train(tmp_path):
                          cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["script", "body", "runs", "trained"]
+
+
+@pytest.mark.parametrize("variant", ["classic", "modern"])
+def test_infer_matches_the_model_and_refuses_a_backward_after_it(variant):
+    x, _ = _batch(120, seed=4)
+    model = lc.lenet5(variant, seed=2).eval()
+    expected = model.forward(x)
+    runner = DataParallel(model, 2)
+    np.testing.assert_allclose(runner.infer(x), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(RuntimeError, match="before forward"):
+        runner.backward(np.ones_like(expected))
