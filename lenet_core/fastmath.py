@@ -18,7 +18,7 @@ error on ``(0, X_MAX]`` (:func:`fit_tanh_rational` recomputes them): about 2e-8 
 exact arithmetic, below float32's resolution (6e-8 near 1). Evaluated in float32 by
 Horner's rule, the result is within a few units in the last place of the exact
 ``tanh``: at most 6.4 ulp and 3.8e-7 absolute, 0.08 ulp on average, over every float32
-in [0, 9.5] (NumPy's own stays within 1 ulp). It keeps its
+in [0, 9.5] (NumPy's own: up to about 1.4 ulp). It keeps its
 sign, is exact at 0, saturates to exactly +-1, and passes NaN through. The last step
 clips it to ``[-1, 1]`` so that ``1 - tanh(x)^2``, the derivative, is never negative.
 
@@ -26,7 +26,9 @@ How fast. Twenty elementwise passes, each over a block of 65,536 numbers that st
 in the CPU's caches: 3.3-4.5 ns per number against ``np.tanh``'s 6.2-6.6 on that
 machine, depending on the run (over whole arrays, the same passes are slower than
 ``np.tanh``; on a CPU whose ``np.tanh`` is fast this one can be the slower: chapter 10
-lets you time both). Other dtypes (float64 for gradient checks) use ``np.tanh``.
+lets you time both). :func:`tanh` sends arrays of fewer than :data:`SMALL` = 16,384 numbers,
+where the twenty calls' fixed cost dominates, and other dtypes (float64 for gradient
+checks) to ``np.tanh``; :func:`rational_tanh` is the rational function alone.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["tanh", "X_MAX", "BLOCK", "TANH_P", "TANH_Q", "fit_tanh_rational"]
+__all__ = ["tanh", "rational_tanh", "X_MAX", "BLOCK", "SMALL", "TANH_P", "TANH_Q", "fit_tanh_rational"]
 
 X_MAX = 9.0
 # a0..a4 and b0..b4 (b0 = 1) of P and Q, from fit_tanh_rational(4, 4).
@@ -44,28 +46,45 @@ TANH_Q = (1.0, 0.46714417429647087, 0.02587732516791399,
           0.00032857795568341476, 7.777354229659972e-07)
 
 BLOCK = 1 << 16  # numbers per block: three float32 blocks (768 KB) stay in the CPU's caches
-_P32 = tuple(np.float32(c) for c in TANH_P)
-_Q32 = tuple(np.float32(c) for c in TANH_Q)
+SMALL = 1 << 14  # tanh() hands smaller arrays to np.tanh: twenty calls cost ~50 us however small
+# 0-d arrays rather than NumPy scalars: each of the twenty ufunc calls starts a little faster.
+_P32 = tuple(np.array(c, np.float32) for c in TANH_P)
+_Q32 = tuple(np.array(c, np.float32) for c in TANH_Q)
+_LIMITS = (np.array(-X_MAX, np.float32), np.array(X_MAX, np.float32),
+           np.array(-1, np.float32), np.array(1, np.float32))
 
 
-def tanh(x: np.ndarray, out: np.ndarray | None = None, block: int = BLOCK) -> np.ndarray:
+def tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``tanh(x)`` elementwise, same shape and memory order as ``x``; ``out`` may be ``x``.
 
-    float32: the rational function of the module docstring, evaluated ``block`` numbers at a
-    time (chapter 10 times other block sizes); any other dtype: ``np.tanh``.
+    float32 arrays of at least :data:`SMALL` numbers: :func:`rational_tanh`. Smaller ones, and
+    other dtypes (float64 for gradient checks): ``np.tanh``, because the twenty NumPy calls of
+    the rational function cost about 50 us on the book's machine however few numbers they get.
+    Either way the float32 result is within a few units in the last place of the exact value.
     """
     x = np.asarray(x)
+    if x.dtype == np.float32 and x.size >= SMALL and (out is None or getattr(out, "dtype", None) == np.float32):
+        return rational_tanh(x, out)
+    return np.tanh(x, out=out) if out is not None else np.tanh(x)
+
+
+def rational_tanh(x: np.ndarray, out: np.ndarray | None = None, block: int = BLOCK) -> np.ndarray:
+    """The rational function of the module docstring on a float32 array, ``block`` numbers at
+    a time (chapter 10 times other block sizes); same shape and memory order as ``x``;
+    ``out`` may be ``x``."""
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        raise TypeError(f"rational_tanh: x must be float32, got {x.dtype} (use tanh for any dtype)")
     if out is None:
         out = np.empty_like(x)                           # keeps x's memory order
-    elif not isinstance(out, np.ndarray):
-        raise TypeError(f"tanh: out must be a NumPy array, got {type(out).__name__}")
-    if x.dtype != np.float32 or out.dtype != np.float32:
-        return np.tanh(x, out=out)
+    elif not isinstance(out, np.ndarray) or out.dtype != np.float32:
+        raise TypeError(f"rational_tanh: out must be a float32 NumPy array, got {type(out).__name__}"
+                        f"{'' if not isinstance(out, np.ndarray) else ' of ' + str(out.dtype)}")
     if x.shape != out.shape:
-        raise ValueError(f"tanh: out has shape {out.shape}, x has {x.shape}")
+        raise ValueError(f"rational_tanh: out has shape {out.shape}, x has {x.shape}")
     block = int(block)
     if block < 1:
-        raise ValueError(f"tanh: block must be at least 1, got {block}")
+        raise ValueError(f"rational_tanh: block must be at least 1, got {block}")
     z, p = _scratch() if block == BLOCK else (np.empty(block, np.float32), np.empty(block, np.float32))
     for part_x, part_out in _blocks(x, out, block):
         _tanh_block(part_x, part_out, z[:part_x.size].reshape(part_x.shape),
@@ -76,7 +95,8 @@ def tanh(x: np.ndarray, out: np.ndarray | None = None, block: int = BLOCK) -> np
 def _tanh_block(x, out, z, p):
     """out <- x * P(x^2) / Q(x^2) with x clipped, by Horner's rule in place (``out`` may be ``x``)."""
     a, b = _P32, _Q32
-    np.clip(x, -X_MAX, X_MAX, out=out)                   # out = x, clipped
+    low, high, minus_one, one = _LIMITS
+    np.clip(x, low, high, out=out)                       # out = x, clipped
     np.multiply(out, out, out=z)                         # z = x^2
     np.multiply(z, a[4], out=p)                          # p = P(z), from the top coefficient down
     for c in a[3:0:-1]:
@@ -90,7 +110,7 @@ def _tanh_block(x, out, z, p):
         out *= z
     out += b[0]
     np.divide(p, out, out=out)
-    np.clip(out, -1, 1, out=out)
+    np.clip(out, minus_one, one, out=out)
 
 
 def _blocks(x, out, block):

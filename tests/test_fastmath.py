@@ -22,20 +22,20 @@ def test_accuracy_over_every_scale_of_float32():
         np.geomspace(1e-38, 10, 200_000).astype(np.float32),
         (rng.standard_normal(500_000) * 3).astype(np.float32),
     ])
-    ulps, absolute = _ulp_error(fastmath.tanh(x), x)
+    ulps, absolute = _ulp_error(fastmath.rational_tanh(x), x)
     assert ulps.max() <= 8 and absolute.max() <= 4e-7
     assert np.median(ulps[np.abs(x) > 0.1]) <= 1
 
 
 def test_odd_exact_at_zero_saturating_and_special_values():
     x = np.array([0.0, -0.0, 9.0, 9.5, 50, -50, np.inf, -np.inf, np.nan, 1e-30, -1e-30], np.float32)
-    y = fastmath.tanh(x)
+    y = fastmath.rational_tanh(x)
     assert y[0] == 0 and not np.signbit(y[0]) and y[1] == 0 and np.signbit(y[1])
     assert list(y[2:8]) == [1, 1, 1, -1, 1, -1]
     assert np.isnan(y[8]) and y[9] == np.float32(1e-30) and y[10] == np.float32(-1e-30)
     grid = np.linspace(-12, 12, 100_001, dtype=np.float32)
-    out = fastmath.tanh(grid)
-    np.testing.assert_array_equal(out, -fastmath.tanh(-grid))
+    out = fastmath.rational_tanh(grid)
+    np.testing.assert_array_equal(out, -fastmath.rational_tanh(-grid))
     assert np.abs(out).max() <= 1                   # so 1 - tanh^2, the derivative, is never negative
 
 
@@ -49,26 +49,38 @@ def test_any_memory_layout_and_in_place(make):
     base = (np.random.default_rng(1).standard_normal((6, 28, 28, 130)) * 2).astype(np.float32)
     x = make(base)
     expected = np.tanh(x.astype(np.float64))
-    y = fastmath.tanh(x)
+    y = fastmath.rational_tanh(x)
     assert y.shape == x.shape and y.dtype == np.float32
     assert np.abs(y - expected).max() <= 4e-7
     same = x.copy(order="K")
-    assert fastmath.tanh(same, out=same) is same
+    assert fastmath.rational_tanh(same, out=same) is same
     np.testing.assert_array_equal(same, y)
     x_in_place = base.copy()
     view = make(x_in_place)
-    fastmath.tanh(view, out=view)
+    fastmath.rational_tanh(view, out=view)
     np.testing.assert_array_equal(view, y)
 
 
-def test_other_dtypes_use_numpy_and_bad_out_is_refused():
-    x = np.linspace(-3, 3, 101)
-    np.testing.assert_array_equal(fastmath.tanh(x), np.tanh(x))        # float64: gradient checks
-    assert fastmath.tanh(np.zeros(0, np.float32)).shape == (0,)
+def test_tanh_sends_small_arrays_and_other_dtypes_to_numpy():
+    x64 = np.linspace(-3, 3, 101)
+    np.testing.assert_array_equal(fastmath.tanh(x64), np.tanh(x64))           # float64: gradient checks
+    small = np.linspace(-3, 3, fastmath.SMALL - 1, dtype=np.float32)
+    np.testing.assert_array_equal(fastmath.tanh(small), np.tanh(small))       # the fixed cost would dominate
+    large = np.linspace(-3, 3, fastmath.SMALL, dtype=np.float32)
+    np.testing.assert_array_equal(fastmath.tanh(large), fastmath.rational_tanh(large))
+    out = np.empty_like(large)
+    assert fastmath.tanh(large, out=out) is out
+    np.testing.assert_array_equal(fastmath.tanh(large, out=np.empty(large.shape)), np.tanh(large))
+
+
+def test_rational_tanh_refuses_what_it_cannot_do():
+    assert fastmath.rational_tanh(np.zeros(0, np.float32)).shape == (0,)
+    with pytest.raises(TypeError, match="float32"):
+        fastmath.rational_tanh(np.zeros(3))
     with pytest.raises(ValueError, match="shape"):
-        fastmath.tanh(np.zeros(3, np.float32), out=np.zeros(4, np.float32))
-    with pytest.raises(TypeError, match="array"):
-        fastmath.tanh(np.zeros(3, np.float32), out=[0, 0, 0])
+        fastmath.rational_tanh(np.zeros(3, np.float32), out=np.zeros(4, np.float32))
+    with pytest.raises(TypeError, match="float32 NumPy array"):
+        fastmath.rational_tanh(np.zeros(3, np.float32), out=[0, 0, 0])
 
 
 def test_the_coefficients_are_the_minimax_fit():
@@ -82,6 +94,6 @@ def test_the_coefficients_are_the_minimax_fit():
 @pytest.mark.parametrize("block", [100, 4000, 65_536, 10**7])
 def test_block_size_changes_speed_not_values(block):
     x = (np.random.default_rng(2).standard_normal((40, 3000)) * 2).astype(np.float32)
-    np.testing.assert_array_equal(fastmath.tanh(x, block=block), fastmath.tanh(x))
+    np.testing.assert_array_equal(fastmath.rational_tanh(x, block=block), fastmath.rational_tanh(x))
     with pytest.raises(ValueError, match="block"):
-        fastmath.tanh(x, block=0)
+        fastmath.rational_tanh(x, block=0)
