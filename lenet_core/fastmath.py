@@ -26,9 +26,10 @@ How fast. Twenty elementwise passes, each over a block of 65,536 numbers that st
 in the CPU's caches: 3.3-4.5 ns per number against ``np.tanh``'s 6.2-6.6 on that
 machine, depending on the run (over whole arrays, the same passes are slower than
 ``np.tanh``; on a CPU whose ``np.tanh`` is fast this one can be the slower: chapter 10
-lets you time both). :func:`tanh` sends arrays of fewer than :data:`SMALL` = 16,384 numbers,
-where the twenty calls' fixed cost dominates, and other dtypes (float64 for gradient
-checks) to ``np.tanh``; :func:`rational_tanh` is the rational function alone.
+lets you time both). The twenty calls also cost about 50 us however small the array,
+which :class:`~lenet_core.layers.Tanh` takes into account. :func:`tanh` sends other
+dtypes (float64 for gradient checks) to ``np.tanh``; :func:`rational_tanh` is the
+rational function alone.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["tanh", "rational_tanh", "X_MAX", "BLOCK", "SMALL", "TANH_P", "TANH_Q", "fit_tanh_rational"]
+__all__ = ["tanh", "rational_tanh", "X_MAX", "BLOCK", "TANH_P", "TANH_Q", "fit_tanh_rational"]
 
 X_MAX = 9.0
 # a0..a4 and b0..b4 (b0 = 1) of P and Q, from fit_tanh_rational(4, 4).
@@ -46,7 +47,6 @@ TANH_Q = (1.0, 0.46714417429647087, 0.02587732516791399,
           0.00032857795568341476, 7.777354229659972e-07)
 
 BLOCK = 1 << 16  # numbers per block: three float32 blocks (768 KB) stay in the CPU's caches
-SMALL = 1 << 14  # tanh() hands smaller arrays to np.tanh: twenty calls cost ~50 us however small
 # 0-d arrays rather than NumPy scalars: each of the twenty ufunc calls starts a little faster.
 _P32 = tuple(np.array(c, np.float32) for c in TANH_P)
 _Q32 = tuple(np.array(c, np.float32) for c in TANH_Q)
@@ -57,13 +57,14 @@ _LIMITS = (np.array(-X_MAX, np.float32), np.array(X_MAX, np.float32),
 def tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``tanh(x)`` elementwise, same shape and memory order as ``x``; ``out`` may be ``x``.
 
-    float32 arrays of at least :data:`SMALL` numbers: :func:`rational_tanh`. Smaller ones, and
-    other dtypes (float64 for gradient checks): ``np.tanh``, because the twenty NumPy calls of
-    the rational function cost about 50 us on the book's machine however few numbers they get.
-    Either way the float32 result is within a few units in the last place of the exact value.
+    float32: :func:`rational_tanh`; any other dtype (float64 for gradient checks): ``np.tanh``.
+    The twenty NumPy calls of the rational function cost about 50 us on the book's machine
+    however few numbers they get, so for fewer than about 16,000 numbers ``np.tanh`` is
+    faster there; :class:`~lenet_core.layers.Tanh` decides by the size of one image's
+    activations, so that the choice never depends on the batch size.
     """
     x = np.asarray(x)
-    if x.dtype == np.float32 and x.size >= SMALL and (out is None or getattr(out, "dtype", None) == np.float32):
+    if x.dtype == np.float32 and (out is None or getattr(out, "dtype", None) == np.float32):
         return rational_tanh(x, out)
     return np.tanh(x, out=out) if out is not None else np.tanh(x)
 
@@ -71,7 +72,7 @@ def tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 def rational_tanh(x: np.ndarray, out: np.ndarray | None = None, block: int = BLOCK) -> np.ndarray:
     """The rational function of the module docstring on a float32 array, ``block`` numbers at
     a time (chapter 10 times other block sizes); same shape and memory order as ``x``;
-    ``out`` may be ``x``."""
+    ``out`` may be ``x`` (or overlap it: then ``x`` is copied first)."""
     x = np.asarray(x)
     if x.dtype != np.float32:
         raise TypeError(f"rational_tanh: x must be float32, got {x.dtype} (use tanh for any dtype)")
@@ -82,6 +83,9 @@ def rational_tanh(x: np.ndarray, out: np.ndarray | None = None, block: int = BLO
                         f"{'' if not isinstance(out, np.ndarray) else ' of ' + str(out.dtype)}")
     if x.shape != out.shape:
         raise ValueError(f"rational_tanh: out has shape {out.shape}, x has {x.shape}")
+    if (out is not x and np.may_share_memory(x, out)
+            and (x.__array_interface__["data"][0], x.strides) != (out.__array_interface__["data"][0], out.strides)):
+        x = x.copy()                                     # out overlaps x, shifted: read x first
     block = int(block)
     if block < 1:
         raise ValueError(f"rational_tanh: block must be at least 1, got {block}")
@@ -121,7 +125,7 @@ def _blocks(x, out, block):
     memory that :class:`~lenet_core.layers.Conv2D` returns -- are cut into flat runs;
     others (a slice of rows of such an array) along their outermost axis in memory.
     """
-    order = sorted(range(x.ndim), key=lambda axis: -x.strides[axis])
+    order = sorted(range(x.ndim), key=lambda axis: -abs(x.strides[axis]))
     x, out = x.transpose(order), out.transpose(order)    # outermost axis in memory first
     if x.flags.c_contiguous and out.flags.c_contiguous:
         x, out = x.reshape(-1), out.reshape(-1)

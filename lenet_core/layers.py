@@ -349,8 +349,9 @@ class Conv2D(Layer):
         n, f, ho, wo = self.output_shape(x.shape)
         s = pool.stride if fusable else 1
         row_bytes = self.in_channels * self.kernel_size ** 2 * wo * n * x.dtype.itemsize
-        rows = max(s, (_INFERENCE_CHUNK_BYTES // row_bytes) // s * s)    # whole pooling windows
-        if not fusable or rows >= ho or ho < pool.kernel_size or wo < pool.kernel_size:
+        rows = max(s, (_INFERENCE_CHUNK_BYTES // max(1, row_bytes)) // s * s)   # whole pooling windows
+        if not fusable or rows >= ho or min(ho, wo) < pool.kernel_size or n == 0:
+            # (too small an input or batch: the plain layers say what is wrong, if anything)
             out = pool.forward(self.forward_then(x, activation))
         else:
             out = self._infer_in_row_chunks(self._padded_batch_last(x), ho, wo, rows, activation, pool)
@@ -382,7 +383,7 @@ class Conv2D(Layer):
                 rows_out = chunk[:, j0 - i0:j1 - i0].reshape(f, -1)     # a view: each f's rows are contiguous
                 np.matmul(W2d, part.reshape(ckk, -1), out=rows_out)
             chunk += b[:, None, None, None]
-            activation._apply_in_place(chunk)
+            activation._apply_in_place(chunk, f * ho * wo)
             pool._pool(chunk.transpose(3, 0, 1, 2), out[:, i0 // ps:i1 // ps].transpose(3, 0, 1, 2))
         return out.transpose(3, 0, 1, 2)
 
@@ -398,7 +399,7 @@ class Conv2D(Layer):
         c = self.in_channels
         xp = self._padded_batch_last(x)                           # (C, Hp, Wp, N), contiguous
         row_bytes = c * k * k * wo * n * W.dtype.itemsize          # the columns of one output row
-        rows = ho if self.training else max(1, _INFERENCE_CHUNK_BYTES // row_bytes)
+        rows = ho if self.training else max(1, _INFERENCE_CHUNK_BYTES // max(1, row_bytes))
         if rows >= ho:
             cols2d = self._im2col(xp, ho, wo)
             out = W.reshape(f, c * k * k) @ cols2d                # (F, Ho*Wo*N): one BLAS call
@@ -447,7 +448,7 @@ class Conv2D(Layer):
             np.matmul(W2d, part.reshape(c * k * k, -1), out=chunk.reshape(f, -1))
             chunk += b[:, None, None, None]
             if activation is not None:
-                activation._apply_in_place(chunk)
+                activation._apply_in_place(chunk, f * ho * wo)
         return out.reshape(f, ho * wo * n)
 
     def backward(self, dout, input_grad: bool = True):
@@ -730,7 +731,7 @@ class Flatten(Layer):
         if x.ndim < 2:
             raise ValueError(f"Flatten expects a batch (N, ...) with at least 2 dimensions, got shape {x.shape}")
         self.cache = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))   # (not -1: N may be 0)
 
     def backward(self, dout):
         shape = self._cached()
@@ -741,22 +742,35 @@ class Flatten(Layer):
 class Tanh(Layer):
     r"""Hyperbolic tangent, elementwise: ``out = tanh(x)``; ``dx = dout * (1 - out^2)``.
 
-    Computed by :func:`lenet_core.fastmath.tanh`: for float32 arrays of 16,384 numbers or more
-    a rational function accurate to a few units in the last place that needs only
-    multiplications, additions and one division (on the book's machine 1.5-1.9x faster than
-    ``np.tanh``); ``np.tanh`` for smaller arrays and for float64.
+    float32 inputs with at least :attr:`RATIONAL_MIN_FEATURES` numbers per image (C1's and
+    C3's maps) go through :func:`lenet_core.fastmath.tanh`, a rational function accurate to a
+    few units in the last place that needs only multiplications, additions and one division
+    (on the book's machine 1.5-1.9x faster than ``np.tanh``). Smaller ones (C5, F6: the
+    rational function's twenty NumPy calls cost about 50 us however few numbers they get)
+    and float64 use ``np.tanh``. The choice depends on one image's shape, never on the batch
+    size or on how a convolution cuts its output into chunks.
     Any shape in, same shape out. Cache: the output ``out``.
     """
 
+    RATIONAL_MIN_FEATURES = 1024
+
     def forward(self, x):
-        out = fastmath.tanh(_as_float(x))
+        x = _as_float(x)
+        out = self._tanh(x, None, x.size // x.shape[0] if x.ndim and x.shape[0] else x.size)
         self.cache = out
         return out
 
-    @staticmethod
-    def _apply_in_place(a):
-        """``a <- tanh(a)``: how :meth:`Conv2D.forward_then` fuses this layer."""
-        fastmath.tanh(a, out=a)
+    @classmethod
+    def _apply_in_place(cls, a, features):
+        """``a <- tanh(a)``, for a piece of an output with ``features`` numbers per image:
+        how :meth:`Conv2D.forward_then` fuses this layer."""
+        cls._tanh(a, a, features)
+
+    @classmethod
+    def _tanh(cls, x, out, features):
+        if x.dtype == np.float32 and features >= cls.RATIONAL_MIN_FEATURES:
+            return fastmath.tanh(x, out)
+        return np.tanh(x, out=out)
 
     def backward(self, dout):
         out = self._cached()
@@ -783,7 +797,7 @@ class ReLU(Layer):
         return out
 
     @staticmethod
-    def _apply_in_place(a):
+    def _apply_in_place(a, features=None):
         """``a <- max(a, 0)``: how :meth:`Conv2D.forward_then` fuses this layer."""
         np.maximum(a, a.dtype.type(0), out=a)
 

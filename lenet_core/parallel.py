@@ -25,9 +25,10 @@ cores of a laptop.
 
 The maths does not change: the loss is a mean over the batch, so its gradient is the sum
 of the shards' gradients (``SoftmaxCrossEntropy`` divides by the whole batch's ``N``), and
-every image's forward pass is independent of the others. Only the order of the
-floating-point additions in ``dW`` and ``db`` differs (per shard, then across shards): a
-difference of float32 rounding. The result stays deterministic: the same number of
+every image's forward pass is independent of the others. Only the rounding differs: the
+order of the floating-point additions in ``dW`` and ``db`` (per shard, then across shards),
+and the last digit of some outputs, since a matrix product of another width may round
+differently: a difference of float32 rounding. The result stays deterministic: the same number of
 processes, seed and data give bit-identical weights.
 
 :class:`DataParallel` wraps a :class:`~lenet_core.models.Sequential` and offers the same
@@ -578,9 +579,10 @@ class DataParallel:
         no caches kept. A ``backward`` after it raises an error."""
         for layer in self.model.layers:   # what a later backward would otherwise find there
             layer.cache = None
-        out = self._forward(x, "infer")
-        self._shards = None
-        return out
+        try:
+            return self._forward(x, "infer")
+        finally:
+            self._shards = None           # a backward now goes to the model, which refuses it
 
     def _forward(self, x, kind):
         x = np.asarray(x)

@@ -61,16 +61,23 @@ def test_any_memory_layout_and_in_place(make):
     np.testing.assert_array_equal(view, y)
 
 
-def test_tanh_sends_small_arrays_and_other_dtypes_to_numpy():
-    x64 = np.linspace(-3, 3, 101)
+def test_tanh_is_the_rational_function_for_float32_and_numpy_otherwise():
+    x = np.linspace(-3, 3, 1001, dtype=np.float32)
+    np.testing.assert_array_equal(fastmath.tanh(x), fastmath.rational_tanh(x))
+    out = np.empty_like(x)
+    assert fastmath.tanh(x, out=out) is out
+    x64 = x.astype(np.float64)
     np.testing.assert_array_equal(fastmath.tanh(x64), np.tanh(x64))           # float64: gradient checks
-    small = np.linspace(-3, 3, fastmath.SMALL - 1, dtype=np.float32)
-    np.testing.assert_array_equal(fastmath.tanh(small), np.tanh(small))       # the fixed cost would dominate
-    large = np.linspace(-3, 3, fastmath.SMALL, dtype=np.float32)
-    np.testing.assert_array_equal(fastmath.tanh(large), fastmath.rational_tanh(large))
-    out = np.empty_like(large)
-    assert fastmath.tanh(large, out=out) is out
-    np.testing.assert_array_equal(fastmath.tanh(large, out=np.empty(large.shape)), np.tanh(large))
+    np.testing.assert_array_equal(fastmath.tanh(x, out=np.empty(x.shape)), np.tanh(x))
+
+
+def test_reversed_and_overlapping_arrays():
+    a = (np.random.default_rng(3).standard_normal((300, 40)) * 2).astype(np.float32)
+    expected = fastmath.rational_tanh(a.copy())
+    np.testing.assert_array_equal(fastmath.rational_tanh(a[::-1, ::-1], block=500), expected[::-1, ::-1])
+    b = a.ravel().copy()
+    fastmath.rational_tanh(b[:-1], out=b[1:], block=64)       # out is x shifted by one number
+    np.testing.assert_array_equal(b[1:], expected.ravel()[:-1])
 
 
 def test_rational_tanh_refuses_what_it_cannot_do():

@@ -321,3 +321,29 @@ def test_conv_eval_mode_row_chunks_match_the_single_product(monkeypatch, c, f, k
         np.testing.assert_allclose(conv.grads[key], grads_train[key], rtol=1e-5, atol=1e-4)
     monkeypatch.setattr(L, "_INFERENCE_CHUNK_BYTES", 3 * c * k * k * conv.output_shape(x.shape)[3] * n * 4)
     np.testing.assert_allclose(conv.forward(x), out_train, rtol=1e-5, atol=1e-5)   # 3 rows per chunk
+
+
+def test_tanh_chooses_its_function_by_one_images_size_never_by_the_batch(monkeypatch):
+    """float32 maps of >= RATIONAL_MIN_FEATURES numbers per image use the rational function,
+    smaller ones np.tanh; an image gets bit-identical activations alone or in any batch."""
+    from lenet_core import fastmath
+    rng = np.random.default_rng(0)
+    layer = L.Tanh()
+    big = (rng.standard_normal((40, 16, 10, 10)) * 2).astype(np.float32)     # 1,600 per image (C3)
+    small = (rng.standard_normal((40, 120)) * 2).astype(np.float32)          # 120 per image (C5)
+    np.testing.assert_array_equal(layer.forward(big), fastmath.rational_tanh(big))
+    np.testing.assert_array_equal(layer.forward(small), np.tanh(small))
+    for x in (big, small):
+        together = layer.forward(x)
+        for i in (0, 17):
+            np.testing.assert_array_equal(layer.forward(x[i:i + 1])[0], together[i])
+    x64 = big.astype(np.float64)
+    np.testing.assert_array_equal(layer.forward(x64), np.tanh(x64))
+
+
+def test_conv_infer_then_on_too_small_an_input_or_batch_says_so():
+    from lenet_core.models import lenet5
+    model = lenet5("classic", seed=0).eval()
+    with pytest.raises(ValueError, match="smaller than"):
+        model.infer(np.zeros((2, 1, 4, 4), np.float32))
+    assert model.infer(np.zeros((0, 1, 32, 32), np.float32)).shape == (0, 10)
