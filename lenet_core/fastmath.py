@@ -102,14 +102,14 @@ def _tanh_block(x, out, z, p):
     low, high, minus_one, one = _LIMITS
     np.clip(x, low, high, out=out)                       # out = x, clipped
     np.multiply(out, out, out=z)                         # z = x^2
-    np.multiply(z, a[4], out=p)                          # p = P(z), from the top coefficient down
-    for c in a[3:0:-1]:
+    np.multiply(z, a[-1], out=p)                         # p = P(z), from the top coefficient down
+    for c in a[-2:0:-1]:
         p += c
         p *= z
     p += a[0]
     p *= out                                             # p = x P(z); x is not needed after this
-    np.multiply(z, b[4], out=out)                        # out = Q(z)
-    for c in b[3:0:-1]:
+    np.multiply(z, b[-1], out=out)                       # out = Q(z)
+    for c in b[-2:0:-1]:
         out += c
         out *= z
     out += b[0]

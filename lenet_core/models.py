@@ -32,16 +32,7 @@ class Sequential:
         as ``conv.forward_then(x, activation)``: the same numbers and caches, but in eval
         mode the activation is applied to the convolution's output piece by piece while it
         is still in the CPU's cache (see :meth:`Conv2D.forward_then`)."""
-        layers, i = self.layers, 0
-        while i < len(layers):
-            layer = layers[i]
-            if isinstance(layer, Conv2D) and i + 1 < len(layers):
-                x = layer.forward_then(x, layers[i + 1])
-                i += 2
-            else:
-                x = layer.forward(x)
-                i += 1
-        return x
+        return self._run(x, fuse_pooling=False)
 
     __call__ = forward
 
@@ -52,22 +43,25 @@ class Sequential:
         pools each chunk of the activated maps while it is in the CPU's cache and writes
         only the pooled maps to memory. Every layer's cache is left empty, so a ``backward``
         after ``infer`` raises an error instead of using stale values."""
-        layers, i = self.layers, 0
         try:
-            while i < len(layers):
-                layer = layers[i]
-                if isinstance(layer, Conv2D) and i + 2 < len(layers) and isinstance(layers[i + 2], _Pool2D):
-                    x = layer.infer_then(x, layers[i + 1], layers[i + 2])
-                    i += 3
-                elif isinstance(layer, Conv2D) and i + 1 < len(layers):
-                    x = layer.forward_then(x, layers[i + 1])
-                    i += 2
-                else:
-                    x = layer.forward(x)
-                    i += 1
+            return self._run(x, fuse_pooling=True)
         finally:
-            for layer in layers:
+            for layer in self.layers:
                 layer.cache = None
+
+    def _run(self, x, fuse_pooling: bool):
+        layers, i = self.layers, 0
+        while i < len(layers):
+            layer, rest = layers[i], len(layers) - i - 1
+            if isinstance(layer, Conv2D) and fuse_pooling and rest >= 2 and isinstance(layers[i + 2], _Pool2D):
+                x = layer.infer_then(x, layers[i + 1], layers[i + 2])
+                i += 3
+            elif isinstance(layer, Conv2D) and rest >= 1:
+                x = layer.forward_then(x, layers[i + 1])
+                i += 2
+            else:
+                x = layer.forward(x)
+                i += 1
         return x
 
     def forward_trace(self, x) -> list:
