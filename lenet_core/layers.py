@@ -348,8 +348,7 @@ class Conv2D(Layer):
         _check_input(self, x, 4, "(N, C, H, W)", self.in_channels)
         n, f, ho, wo = self.output_shape(x.shape)
         s = pool.stride if fusable else 1
-        row_bytes = self.in_channels * self.kernel_size ** 2 * wo * n * x.dtype.itemsize
-        rows = max(s, (_INFERENCE_CHUNK_BYTES // max(1, row_bytes)) // s * s)   # whole pooling windows
+        rows = max(s, self._rows_per_product(wo, n, x.dtype.itemsize) // s * s)   # whole pooling windows
         if not fusable or rows >= ho or min(ho, wo) < pool.kernel_size or n == 0:
             # (too small an input or batch: the plain layers say what is wrong, if anything)
             out = pool.forward(self.forward_then(x, activation))
@@ -365,10 +364,8 @@ class Conv2D(Layer):
         eval-mode ``forward``), then activated and pooled while in the cache. Rows the pool would
         drop (floor mode) are never computed."""
         W, b = self.params["W"], self.params["b"]
-        f, c, k, s, n = self.out_channels, self.in_channels, self.kernel_size, self.stride, xp.shape[3]
-        ps, ckk = pool.stride, c * k * k
-        W2d = W.reshape(f, ckk)
-        per_product = max(1, _INFERENCE_CHUNK_BYTES // (ckk * wo * n * W.dtype.itemsize))
+        f, ckk, n, ps = self.out_channels, self.in_channels * self.kernel_size ** 2, xp.shape[3], pool.stride
+        per_product = self._rows_per_product(wo, n, W.dtype.itemsize)
         out = np.empty((f, ho // ps, wo // ps, n), dtype=W.dtype)
         buffer = self._buffer(ckk * min(rows, per_product) * wo * n, W.dtype)
         chunk_buffer = np.empty(f * rows * wo * n, dtype=W.dtype)
@@ -378,10 +375,7 @@ class Conv2D(Layer):
             chunk = chunk_buffer[:f * (i1 - i0) * wo * n].reshape(f, i1 - i0, wo, n)
             for j0 in range(i0, i1, per_product):
                 j1 = min(i1, j0 + per_product)
-                part = buffer[:ckk * (j1 - j0) * wo * n].reshape(c, k, k, j1 - j0, wo, n)
-                np.copyto(part, _window_view(xp[:, j0 * s:(j1 - 1) * s + k], k, s, j1 - j0, wo, lead=1))
-                rows_out = chunk[:, j0 - i0:j1 - i0].reshape(f, -1)     # a view: each f's rows are contiguous
-                np.matmul(W2d, part.reshape(ckk, -1), out=rows_out)
+                self._product_of_rows(xp, j0, j1, wo, buffer, chunk[:, j0 - i0:j1 - i0])
             chunk += b[:, None, None, None]
             activation._apply_in_place(chunk, f * ho * wo)
             pool._pool(chunk.transpose(3, 0, 1, 2), out[:, i0 // ps:i1 // ps].transpose(3, 0, 1, 2))
@@ -391,15 +385,14 @@ class Conv2D(Layer):
         W, b = self.params["W"], self.params["b"]
         x = _as_float(x, W.dtype)
         _check_input(self, x, 4, "(N, C, H, W)", self.in_channels)
-        k, s = self.kernel_size, self.stride
+        k = self.kernel_size
         if x.shape[2] + 2 * self.padding < k or x.shape[3] + 2 * self.padding < k:
             raise ValueError(f"Conv2D: input {x.shape} (padding {self.padding}) is smaller than the "
                              f"{k}x{k} kernel.")
         n, f, ho, wo = self.output_shape(x.shape)
         c = self.in_channels
         xp = self._padded_batch_last(x)                           # (C, Hp, Wp, N), contiguous
-        row_bytes = c * k * k * wo * n * W.dtype.itemsize          # the columns of one output row
-        rows = ho if self.training else max(1, _INFERENCE_CHUNK_BYTES // max(1, row_bytes))
+        rows = ho if self.training else self._rows_per_product(wo, n, W.dtype.itemsize)
         if rows >= ho:
             cols2d = self._im2col(xp, ho, wo)
             out = W.reshape(f, c * k * k) @ cols2d                # (F, Ho*Wo*N): one BLAS call
@@ -431,21 +424,33 @@ class Conv2D(Layer):
         np.copyto(cols, _window_view(xp, k, self.stride, ho, wo, lead=1))
         return cols.reshape(c * k * k, ho * wo * n)
 
+    def _rows_per_product(self, wo, n, itemsize):
+        """Eval mode: how many output rows one product covers, so that their im2col columns
+        take about ``_INFERENCE_CHUNK_BYTES`` (at least one row)."""
+        row_bytes = self.in_channels * self.kernel_size ** 2 * wo * n * itemsize
+        return max(1, _INFERENCE_CHUNK_BYTES // max(1, row_bytes))
+
+    def _product_of_rows(self, xp, i0, i1, wo, buffer, out_rows):
+        """Output rows ``i0:i1`` without bias into ``out_rows`` (an (F, i1 - i0, Wo, N) view):
+        their im2col columns built in ``buffer``, then one product."""
+        f, c, k, s, n = self.out_channels, self.in_channels, self.kernel_size, self.stride, xp.shape[3]
+        part = buffer[:c * k * k * (i1 - i0) * wo * n].reshape(c, k, k, i1 - i0, wo, n)
+        np.copyto(part, _window_view(xp[:, i0 * s:(i1 - 1) * s + k], k, s, i1 - i0, wo, lead=1))
+        np.matmul(self.params["W"].reshape(f, c * k * k), part.reshape(c * k * k, -1),
+                  out=out_rows.reshape(f, -1))             # a view: each f's rows are contiguous
+
     def _forward_in_row_chunks(self, xp, ho, wo, rows, activation=None):
         """``W2d @ cols + b`` computed ``rows`` output rows at a time, each chunk of ``cols``
         built in the same small buffer, and ``activation`` applied to each chunk in place:
         (F, Ho*Wo*N), equal to the one-product result."""
         W, b = self.params["W"], self.params["b"]
-        f, c, k, s, n = self.out_channels, self.in_channels, self.kernel_size, self.stride, xp.shape[3]
-        W2d = W.reshape(f, c * k * k)
+        f, c, k, n = self.out_channels, self.in_channels, self.kernel_size, xp.shape[3]
         out = np.empty((f, ho, wo, n), dtype=W.dtype)
         buffer = self._buffer(c * k * k * rows * wo * n, W.dtype)
         for i0 in range(0, ho, rows):
             i1 = min(ho, i0 + rows)
-            part = buffer[:c * k * k * (i1 - i0) * wo * n].reshape(c, k, k, i1 - i0, wo, n)
-            np.copyto(part, _window_view(xp[:, i0 * s:(i1 - 1) * s + k], k, s, i1 - i0, wo, lead=1))
             chunk = out[:, i0:i1]
-            np.matmul(W2d, part.reshape(c * k * k, -1), out=chunk.reshape(f, -1))
+            self._product_of_rows(xp, i0, i1, wo, buffer, chunk)
             chunk += b[:, None, None, None]
             if activation is not None:
                 activation._apply_in_place(chunk, f * ho * wo)
