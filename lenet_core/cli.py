@@ -7,7 +7,6 @@ one ``error: ...`` message saying what to do, never a traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
