@@ -24,7 +24,7 @@ from .losses import SoftmaxCrossEntropy, log_softmax, softmax
 from .models import Sequential, lenet5, mlp
 from .optim import SGD, Adam, make_optimizer
 from .parallel import DataParallel
-from .settings import quick_mode
+from .settings import quick_mode, quick_mode_notice
 from .training import History, TrainingDiverged, evaluate, fit, predict
 
 __version__ = "0.1.0"
@@ -32,7 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Layer", "Conv2D", "AvgPool2D", "MaxPool2D", "Linear", "Flatten", "Tanh", "ReLU", "Sigmoid", "Dropout",
     "conv_output_size", "SoftmaxCrossEntropy", "softmax", "log_softmax", "Sequential", "lenet5", "mlp",
-    "SGD", "Adam", "make_optimizer", "DataParallel", "quick_mode", "load_mnist", "prepare_lenet_input", "fit", "evaluate",
+    "SGD", "Adam", "make_optimizer", "DataParallel", "quick_mode", "quick_mode_notice", "load_mnist", "prepare_lenet_input", "fit", "evaluate",
     "predict", "History", "TrainingDiverged", "save_checkpoint", "load_checkpoint", "preprocess_digit_image",
     "__version__",
 ]
