@@ -30,7 +30,7 @@ def default_data_dir() -> str | None:
 
 def load_split(data_dir: str, split: str, limit: int | None):
     """uint8 images (N, 28, 28) and int64 labels of one split, the first ``limit`` of them."""
-    from lenet_core.data import load_mnist
+    from lenet_core.mnist import load_mnist
     images, labels = load_mnist(split, root=data_dir, download=False, quiet=True)
     if limit:
         images, labels = images[:limit], labels[:limit]

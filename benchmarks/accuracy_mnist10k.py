@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 import lenet_core as lc
-from lenet_core.data import load_mnist, prepare_lenet_input, standardize
+from lenet_core.mnist import load_mnist
+from lenet_core.preprocess import prepare_lenet_input, standardize
 from lenet_core.training import epoch_permutation, evaluate, fit
 
 RECIPE = {"batch_size": 64, "optimizer": "adam", "lr": 1e-3, "val_size": 0, "limit": None, "schedule": "constant"}

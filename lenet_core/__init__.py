@@ -9,30 +9,39 @@ The package behind the book *LeNet-5 from Scratch*::
     model.summary()
     history = lc.fit(model, lc.Adam(model, 1e-3), x, labels, epochs=2)
 
-Modules: ``layers``, ``losses``, ``models``, ``optim``, ``init``, ``gradcheck``,
-``reference`` (loop versions), ``data`` and ``idx`` (MNIST), ``training``,
-``schedules``, ``parallel`` (batches split over processes), ``fastmath`` (a float32
-tanh), ``checkpoint``, ``digits``, ``explain``, ``plots``, ``widgets`` (imports
-ipywidgets), ``torch_compat`` (needs PyTorch), ``cli``.
+Modules, from the bottom of the stack up (each imports only modules above it in this list):
+
+* data: ``idx`` (the IDX file format), ``download`` (mirrors, checksums), ``mnist``
+  (find, download, load a split), ``preprocess`` (scale, pad, standardize),
+  ``batches`` (mini-batches, train/validation split), ``digits`` (your own images);
+* the maths: ``init``, ``layers`` (every layer, plainly written: what the chapters
+  print), ``losses``, ``network`` (``Sequential``), ``reference`` (loop versions),
+  ``gradcheck``;
+* models and training: ``models`` (LeNet-5, MLPs), ``optim``, ``schedules``,
+  ``history``, ``checkpoint``, ``parallel`` (batches split over processes),
+  ``training`` (``fit``, ``evaluate``, ``predict``);
+* looking inside: ``explain`` (saliency, integrated gradients), ``plots``,
+  ``widgets`` (ipywidgets), ``torch_compat`` (needs PyTorch); ``cli`` on top.
 """
+from ._version import __version__
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import load_mnist, prepare_lenet_input
 from .digits import preprocess_digit_image
 from .layers import (AvgPool2D, Conv2D, Dropout, Flatten, Layer, Linear, MaxPool2D, ReLU, Sigmoid, Tanh,
                      conv_output_size)
 from .losses import SoftmaxCrossEntropy, log_softmax, softmax
-from .models import Sequential, lenet5, mlp
+from .mnist import load_mnist
+from .models import lenet5, mlp
+from .network import Sequential, eval_mode
 from .optim import SGD, Adam, make_optimizer
 from .parallel import DataParallel
+from .preprocess import MNIST_MEAN, MNIST_STD, prepare_lenet_input, standardize
 from .settings import quick_mode, quick_mode_notice
 from .training import History, TrainingDiverged, evaluate, fit, predict
 
-__version__ = "0.1.0"
-
 __all__ = [
     "Layer", "Conv2D", "AvgPool2D", "MaxPool2D", "Linear", "Flatten", "Tanh", "ReLU", "Sigmoid", "Dropout",
-    "conv_output_size", "SoftmaxCrossEntropy", "softmax", "log_softmax", "Sequential", "lenet5", "mlp",
-    "SGD", "Adam", "make_optimizer", "DataParallel", "quick_mode", "quick_mode_notice", "load_mnist", "prepare_lenet_input", "fit", "evaluate",
-    "predict", "History", "TrainingDiverged", "save_checkpoint", "load_checkpoint", "preprocess_digit_image",
-    "__version__",
+    "conv_output_size", "SoftmaxCrossEntropy", "softmax", "log_softmax", "Sequential", "eval_mode", "lenet5",
+    "mlp", "SGD", "Adam", "make_optimizer", "DataParallel", "quick_mode", "quick_mode_notice", "load_mnist",
+    "prepare_lenet_input", "standardize", "MNIST_MEAN", "MNIST_STD", "fit", "evaluate", "predict", "History",
+    "TrainingDiverged", "save_checkpoint", "load_checkpoint", "preprocess_digit_image", "__version__",
 ]

@@ -26,6 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ._version import __version__
+from .history import History
+from .network import Sequential
+from .optim import make_optimizer
+
 __all__ = ["save_checkpoint", "load_checkpoint", "Checkpoint", "CheckpointError", "FORMAT_NAME",
            "FORMAT_VERSION"]
 
@@ -36,11 +41,6 @@ META_KEY = "__lenet_core_checkpoint__"
 
 class CheckpointError(ValueError):
     """The file is not a readable lenet_core checkpoint, or does not fit the model."""
-
-
-def _version():
-    from . import __version__
-    return __version__
 
 
 def _jsonable(obj, what):
@@ -79,7 +79,7 @@ def save_checkpoint(path, model, optimizer=None, epoch=0, history=None, extra=No
     meta = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "lenet_core_version": _version(),
+        "lenet_core_version": __version__,
         "model": {"name": model.name, "input_shape": list(model.input_shape) if model.input_shape else None,
                   "dtype": np.dtype(model.dtype).name, "config": model.get_config(),
                   "dropout_rng": _dropout_states(model)},
@@ -121,9 +121,9 @@ def save_checkpoint(path, model, optimizer=None, epoch=0, history=None, extra=No
 class Checkpoint:
     """What :func:`load_checkpoint` returns.
 
-    ``model`` is a rebuilt :class:`~lenet_core.models.Sequential` with the saved weights
+    ``model`` is a rebuilt :class:`~lenet_core.network.Sequential` with the saved weights
     (and Dropout random states); ``optimizer_state`` is the optimizer's ``state_dict()``
-    (or ``None``); ``history`` a :class:`~lenet_core.training.History` (or ``None``).
+    (or ``None``); ``history`` a :class:`~lenet_core.history.History` (or ``None``).
     """
 
     model: object
@@ -139,7 +139,6 @@ class Checkpoint:
     def make_optimizer(self, model=None):
         """Rebuild the saved optimizer (same type, hyperparameters, buffers and step count) on
         ``model`` (default: ``self.model``). Raises ``ValueError`` if none was saved."""
-        from .optim import make_optimizer
         if self.optimizer_state is None:
             raise ValueError("this checkpoint holds no optimizer state (it was saved without an optimizer)")
         model = self.model if model is None else model
@@ -199,7 +198,7 @@ def _read(path):
         _fail(path, f"has an invalid format version {version!r}")
     if version > FORMAT_VERSION:
         _fail(path, f"uses checkpoint format version {version}, written by lenet_core "
-                    f"{meta.get('lenet_core_version', '?')}; this lenet_core ({_version()}) reads versions up to "
+                    f"{meta.get('lenet_core_version', '?')}; this lenet_core ({__version__}) reads versions up to "
                     f"{FORMAT_VERSION}. Upgrade lenet_core to load it.")
     for key in ("model", "epoch"):
         if key not in meta:
@@ -219,9 +218,6 @@ def load_checkpoint(path, model=None) -> Checkpoint:
     checkpoint, an unsupported format version, damaged metadata, missing arrays or a
     shape/architecture mismatch.
     """
-    from .models import Sequential
-    from .training import History
-
     path = Path(path)
     meta, arrays = _read(path)
     mm = meta["model"]

@@ -13,6 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ._version import __version__
+from .batches import train_val_split
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .digits import preprocess_digit_image
+from .download import MNISTDownloadError
+from .idx import IDXFormatError
+from .mnist import load_mnist
+from .models import lenet5
+from .optim import make_optimizer
+from .preprocess import prepare_lenet_input, standardize
+from .schedules import make_schedule
+from .training import TrainingDiverged, confusion_matrix, evaluate, fit, predict, predict_proba
+
 __all__ = ["main", "build_parser", "format_confusion_matrix"]
 
 DEFAULTS = {"variant": "classic", "epochs": 10, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "seed": 0,
@@ -56,7 +69,6 @@ def _positive_float(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
 
     parser = argparse.ArgumentParser(
         prog="python -m lenet_core",
@@ -152,7 +164,6 @@ def _checkpoint_normalizes(ckpt) -> bool:
 
 
 def _load_split(split, args, limit=None, normalize=False):
-    from .data import load_mnist, prepare_lenet_input, standardize
     try:
         images, labels = load_mnist(split, root=args.data_dir, download=not args.no_download)
     except FileNotFoundError as exc:
@@ -193,13 +204,6 @@ def _describe_checkpoint(ckpt) -> str:
 
 
 def cmd_train(args) -> int:
-    from . import lenet5
-    from .checkpoint import load_checkpoint
-    from .data import train_val_split
-    from .optim import make_optimizer
-    from .schedules import make_schedule
-    from .training import evaluate, fit
-
     given = {k: getattr(args, k) for k in DEFAULTS if k != "epochs" and getattr(args, k) is not None}
     ckpt = None
     if args.resume:
@@ -270,7 +274,6 @@ def cmd_train(args) -> int:
                   checkpoint_extra={"train_args": train_args}, processes=args.processes)
     elapsed = time.perf_counter() - t0
     test_loss, test_acc = evaluate(model, x_test, y_test, processes=args.processes)
-    from .checkpoint import save_checkpoint
     save_checkpoint(output, model, optimizer, epoch=max(start, history.epochs), history=history,
                     extra={"train_args": train_args, "fit": {"seed": settings["seed"],
                                                              "batch_size": settings["batch_size"]},
@@ -285,9 +288,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .checkpoint import load_checkpoint
-    from .training import confusion_matrix, evaluate, predict
-
     ckpt = load_checkpoint(args.checkpoint)
     x, y = _load_split("test", args, args.limit, _checkpoint_normalizes(ckpt))
     loss, acc = evaluate(ckpt.model, x, y, batch_size=args.batch_size, processes=args.processes)
@@ -302,9 +302,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from . import lenet5
     if args.checkpoint:
-        from .checkpoint import load_checkpoint
         model = load_checkpoint(args.checkpoint).model
     else:
         model = lenet5(args.variant, seed=0)
@@ -314,11 +312,6 @@ def cmd_summary(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .checkpoint import load_checkpoint
-    from .data import standardize
-    from .digits import preprocess_digit_image
-    from .training import predict_proba
-
     ckpt = load_checkpoint(args.checkpoint)
     normalize = _checkpoint_normalizes(ckpt)
     failed = 0
@@ -352,10 +345,6 @@ def _err(message):
 
 def main(argv=None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
-    from .checkpoint import CheckpointError
-    from .idx import IDXFormatError
-    from .training import TrainingDiverged
-
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -376,12 +365,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         _err("interrupted; the checkpoint of the last completed epoch (if any) is intact")
         return 130
-    except Exception as exc:
-        from .data import MNISTDownloadError
-        if isinstance(exc, (MNISTDownloadError, OSError)):
-            _err(str(exc))
-            return 1
-        raise
+    except (MNISTDownloadError, OSError) as exc:
+        _err(str(exc))
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

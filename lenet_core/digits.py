@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from PIL import Image
 
 __all__ = ["preprocess_digit_image", "to_mnist_28", "load_grayscale"]
 
@@ -32,8 +33,6 @@ def load_grayscale(image) -> np.ndarray:
     Arrays may be (H, W), (H, W, 3) or (H, W, 4); floats with a maximum of at most 1 are
     taken to be in [0, 1]. Alpha is composited onto white.
     """
-    from PIL import Image
-
     if isinstance(image, (str, os.PathLike)):
         with Image.open(image) as im:
             im.load()
@@ -73,8 +72,6 @@ def to_mnist_28(image) -> np.ndarray:
 
     Raises ``ValueError`` if the image is empty or has no visible digit (a single flat colour).
     """
-    from PIL import Image
-
     g = load_grayscale(image)
     if g.size == 0 or min(g.shape) < 2:
         raise ValueError(f"the image is too small ({g.shape[1] if g.ndim == 2 else 0}x{g.shape[0]} pixels) "
@@ -115,7 +112,7 @@ def to_mnist_28(image) -> np.ndarray:
 def preprocess_digit_image(image) -> np.ndarray:
     """A path, ``PIL.Image`` or array of one handwritten digit -> float32 ``(1, 1, 32, 32)`` in [0, 1].
 
-    The result is what :func:`lenet_core.data.prepare_lenet_input` makes of an MNIST
+    The result is what :func:`lenet_core.preprocess.prepare_lenet_input` makes of an MNIST
     digit, so it can go straight into ``predict(model, x)``. See the module docstring
     for the steps.
     """

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .network import eval_mode
+
 __all__ = ["target_logits", "input_gradient", "saliency_map", "integrated_gradients",
            "riemann_alphas", "completeness", "Completeness"]
 
@@ -53,22 +55,6 @@ __all__ = ["target_logits", "input_gradient", "saliency_map", "integrated_gradie
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-
-
-class _eval_mode:
-    """Put every layer in eval mode; restore each layer's previous mode on exit."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.modes = [layer.training for layer in self.model.layers]
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc):
-        for layer, mode in zip(self.model.layers, self.modes):
-            layer.train() if mode else layer.eval()
 
 
 def _batch(model, x):
@@ -129,7 +115,7 @@ def target_logits(model, x, target, batch_size: int = 1000) -> np.ndarray:
     xb, single = _batch(model, x)
     t = _targets(target, len(xb))
     parts = []
-    with _eval_mode(model):
+    with eval_mode(model):
         for start in range(0, len(xb), int(batch_size)):
             logits = model.forward(xb[start:start + int(batch_size)])
             parts.append(logits[np.arange(len(logits)), t[start:start + len(logits)]])
@@ -163,7 +149,7 @@ def input_gradient(model, x, target) -> np.ndarray:
     """
     xb, single = _batch(model, x)
     t = _targets(target, len(xb))
-    with _eval_mode(model):
+    with eval_mode(model):
         _, g = _gradients(model, xb, t)
     return _unbatch(g, single)
 
@@ -266,7 +252,7 @@ def integrated_gradients(model, x, target, baseline=None, steps: int = 50, batch
     # Every (image, alpha) pair, image-major: point j belongs to image j // m, alpha j % m.
     total = n * m
     avg_grad = np.zeros(xb.shape, dtype=np.float64)
-    with _eval_mode(model):
+    with eval_mode(model):
         for start in range(0, total, int(batch_size)):
             j = np.arange(start, min(start + int(batch_size), total))
             img, k = j // m, j % m

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .losses import SoftmaxCrossEntropy
+
 __all__ = ["numerical_gradient", "rel_error", "max_rel_error", "check_layer", "check_model"]
 
 
@@ -101,7 +103,6 @@ def check_model(model, x, labels, loss_fn=None, h: float = 1e-5, max_per_param: 
     the loss (about 1e-16 * L / h) would otherwise dominate their error. With ReLU and
     max pooling, a much larger ``h`` would step across kinks and ties.
     """
-    from .losses import SoftmaxCrossEntropy
     loss_fn = loss_fn or SoftmaxCrossEntropy()
     rng = np.random.default_rng(seed)
     x = np.array(x, dtype=model.dtype)

@@ -41,6 +41,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import fastmath
+from .init import uniform_fan_in
 
 __all__ = [
     "Layer", "Conv2D", "AvgPool2D", "MaxPool2D", "Linear", "Flatten",
@@ -276,7 +277,6 @@ class Conv2D(Layer):
                 raise ValueError(f"Conv2D: {name} must be an integer >= {low}, got {value!r}")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride, self.padding = int(kernel_size), int(stride), int(padding)
-        from .init import uniform_fan_in
         rng = np.random.default_rng(rng)
         shape = (self.out_channels, self.in_channels, self.kernel_size, self.kernel_size)
         fan_in = self.in_channels * self.kernel_size ** 2
@@ -682,7 +682,6 @@ class Linear(Layer):
             if int(value) != value or value < 1:
                 raise ValueError(f"Linear: {name} must be an integer >= 1, got {value!r}")
         self.in_features, self.out_features = int(in_features), int(out_features)
-        from .init import uniform_fan_in
         rng = np.random.default_rng(rng)
         self.params["W"] = uniform_fan_in((self.out_features, self.in_features), self.in_features, rng, dtype)
         self.params["b"] = uniform_fan_in((self.out_features,), self.in_features, rng, dtype)

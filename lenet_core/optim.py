@@ -1,7 +1,7 @@
 """Optimizers: update a model's parameters in place from its gradients.
 
 An optimizer is built from anything with ``params_and_grads()`` (a
-:class:`~lenet_core.models.Sequential`), and each ``step()`` reads the gradients
+:class:`~lenet_core.network.Sequential`), and each ``step()`` reads the gradients
 the last ``backward`` left in every layer's ``grads`` and changes ``params`` in
 place. The update rules follow PyTorch's ``torch.optim`` exactly, so the same
 start gives the same trajectory (the PyTorch parity tests check 20 steps).

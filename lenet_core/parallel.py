@@ -31,7 +31,7 @@ and the last digit of some outputs, since a matrix product of another width may 
 differently: a difference of float32 rounding. The result stays deterministic: the same number of
 processes, seed and data give bit-identical weights.
 
-:class:`DataParallel` wraps a :class:`~lenet_core.models.Sequential` and offers the same
+:class:`DataParallel` wraps a :class:`~lenet_core.network.Sequential` and offers the same
 ``forward`` / ``backward`` / ``train`` / ``eval`` / ``params_and_grads``, so ``fit``,
 ``evaluate``, ``predict`` and the optimizers use it unchanged. After ``backward`` the
 model's layers hold the summed gradients, as if the model had run the whole batch; the
@@ -51,11 +51,24 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import mmap
 import os
+import pickle
+import resource
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import traceback
+import weakref
+from multiprocessing.connection import Client, Listener
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from .network import Sequential
 
 __all__ = ["DataParallel", "default_processes", "blas_threads", "shutdown_workers", "process_stats", "MIN_SHARD"]
 
@@ -78,13 +91,8 @@ def _blas_controller():
     global _controller
     with _lock:
         if _controller is None:
-            try:
-                from threadpoolctl import ThreadpoolController
-            except ImportError:
-                _controller = False
-            else:
-                selected = ThreadpoolController().select(user_api="blas")
-                _controller = selected if selected.lib_controllers else False
+            selected = ThreadpoolController().select(user_api="blas")
+            _controller = selected if selected.lib_controllers else False
         return _controller or None
 
 
@@ -130,7 +138,6 @@ class _one_blas_thread:
 
 
 def _shm_dir() -> str:
-    import tempfile
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
 
 
@@ -142,8 +149,6 @@ class _SharedFile:
     the last mapping goes, so nothing is left behind even if a process is killed."""
 
     def __init__(self, nbytes: int, path: str | None = None):
-        import mmap
-        import tempfile
         nbytes = max(int(nbytes), 1)
         if path is None:
             fd, path = tempfile.mkstemp(prefix="lenet-core-", dir=_shm_dir())
@@ -189,7 +194,6 @@ class _Replica:
     weights, its slot for gradients in the same block, and the current input block."""
 
     def __init__(self, config, dtype, weights_path, layout, nbytes, slot):
-        from .models import Sequential
         self.dtype = np.dtype(dtype)
         self.model = Sequential.from_config(config, self.dtype)
         self.weights = _SharedFile(nbytes * (slot + 2), weights_path)
@@ -210,8 +214,6 @@ def process_stats() -> dict:
     on Linux, which unlike ru_maxrss does not count the parent's memory before ``exec``) and
     CPU seconds, user plus system. The workers report theirs with it, and the benchmarks
     measure their own processes with it."""
-    import resource
-    import sys
     usage = resource.getrusage(resource.RUSAGE_SELF)
     peak = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
     try:
@@ -282,8 +284,6 @@ def _worker_main(boot: dict):
     Ctrl-C (and Jupyter's "interrupt kernel", which signals the whole process group) is
     ignored here: the caller handles it and replaces its workers; the socket closing tells a
     worker when its parent has gone."""
-    import signal
-    from multiprocessing.connection import Client
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _serve(Client(boot["address"], authkey=boot["authkey"]))
 
@@ -295,11 +295,6 @@ def _start_worker(number: int, timeout: float = 60.0):
     A plain subprocess rather than ``multiprocessing.Process``: that one re-imports the
     caller's main script in the child, which breaks every script without an
     ``if __name__ == "__main__":`` guard."""
-    import pickle
-    import secrets
-    import subprocess
-    import sys
-    from multiprocessing.connection import Listener
 
     authkey = secrets.token_bytes(32)
     with Listener(authkey=authkey) as listener:
@@ -403,7 +398,7 @@ def _receive(conn, who: str):
 
 
 class DataParallel:
-    """Run a :class:`~lenet_core.models.Sequential` on shards of each batch in several processes.
+    """Run a :class:`~lenet_core.network.Sequential` on shards of each batch in several processes.
 
     ``DataParallel(model, processes=None)``; ``processes`` defaults to :func:`default_processes`.
     With one process, a batch of fewer than ``2 * MIN_SHARD`` images, or a model in training
@@ -434,7 +429,6 @@ class DataParallel:
         self._io = None              # _SharedFile: per worker, its images then its output gradient
         self._io_new = False
         self._io_layout = None       # (bytes per worker, byte offset of dout within a worker's part)
-        import weakref
         weakref.finalize(self, _forget, self._key)
 
     # -- a session: BLAS stays on one thread here between the batches --------
@@ -493,7 +487,6 @@ class DataParallel:
     def _local_copy(self):
         """The layers that compute shard 0 in this process: the model's own parameters
         (the same arrays), their own caches, modes synced with the model's."""
-        from .models import Sequential
         if self._local is None:
             self._local = Sequential([layer.replica() for layer in self.model.layers], name=self.model.name)
         for layer, twin in zip(self.model.layers, self._local.layers):

@@ -6,15 +6,11 @@ labels, and never calls ``plt.show()`` itself.
 """
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 __all__ = ["show_digits", "pixel_heatmap", "show_kernels", "show_feature_maps", "plot_history",
            "plot_confusion_matrix", "plot_relative_errors", "feature_map_mosaic"]
-
-
-def _plt():
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _image(a):
@@ -25,7 +21,6 @@ def _image(a):
 
 def show_digits(images, labels=None, predictions=None, ncols=10, title="MNIST digits", size=1.0, cmap="gray_r"):
     """A grid of digit images with their labels (and predictions, red when wrong)."""
-    plt = _plt()
     images = np.asarray(images)
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
@@ -51,7 +46,6 @@ def show_digits(images, labels=None, predictions=None, ncols=10, title="MNIST di
 
 def pixel_heatmap(image, ax=None, title="Pixel intensities", annotate=True, fontsize=5, cmap="Greys"):
     """One image as a heat map, each pixel's value written in its cell."""
-    plt = _plt()
     img = _image(image)
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 7))
@@ -74,7 +68,6 @@ def show_kernels(W, title="Convolution kernels", ncols=None, cmap="RdBu_r", size
 
     Colours are symmetric around zero (red positive, blue negative) with one scale for all.
     """
-    plt = _plt()
     W = np.asarray(W)
     f, c = W.shape[:2]
     ncols = ncols or c
@@ -97,7 +90,6 @@ def show_kernels(W, title="Convolution kernels", ncols=None, cmap="RdBu_r", size
 
 def show_feature_maps(maps, title="Feature maps", ncols=8, cmap="viridis", size=1.1):
     """The channels of one feature map (C, H, W) side by side, each with its own colour scale."""
-    plt = _plt()
     maps = np.asarray(maps)
     if maps.ndim == 4:
         maps = maps[0]
@@ -118,11 +110,10 @@ def show_feature_maps(maps, title="Feature maps", ncols=8, cmap="viridis", size=
 def plot_history(history, title="Training curves", baseline=None):
     """Loss and accuracy per epoch, train and validation, side by side.
 
-    ``history`` is a dict (or :class:`~lenet_core.training.History`) with lists under
+    ``history`` is a dict (or :class:`~lenet_core.history.History`) with lists under
     ``"train_loss"``, ``"train_acc"`` and optionally ``"val_loss"``, ``"val_acc"``.
     ``baseline`` may be ``{"label": accuracy}`` horizontal reference lines for the accuracy plot.
     """
-    plt = _plt()
     h = dict(history)
     epochs = np.arange(1, len(h["train_loss"]) + 1)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -150,7 +141,6 @@ def plot_history(history, title="Training curves", baseline=None):
 
 def plot_confusion_matrix(cm, ax=None, title="Confusion matrix", class_names=None):
     """A confusion matrix (rows: true class, columns: predicted) with counts in each cell."""
-    plt = _plt()
     cm = np.asarray(cm)
     k = cm.shape[0]
     names = class_names or [str(i) for i in range(k)]
@@ -178,7 +168,6 @@ def plot_relative_errors(errors, ax=None, title="Gradient check: relative errors
     above ``bug`` (a wrong gradient); pass ``None`` to leave a band out. Exact zeros
     are drawn at 1e-17.
     """
-    plt = _plt()
     if errors and all(isinstance(v, dict) for v in errors.values()):
         series = {str(k): dict(v) for k, v in errors.items()}
     else:
@@ -221,7 +210,6 @@ def feature_map_mosaic(maps, ncols=8, ax=None, title="Feature maps", cmap="virid
     1x1 tiles with one colour scale for the whole vector: a small heat map with ``ncols``
     values per row.
     """
-    plt = _plt()
     maps = np.asarray(maps, dtype=np.float64)
     if maps.ndim == 1:
         maps = maps[:, None, None]

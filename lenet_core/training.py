@@ -19,8 +19,13 @@ import time
 
 import numpy as np
 
-from .data import iterate_minibatches
+from tqdm.auto import tqdm   # a text bar in a terminal, a widget in Jupyter
+
+from .batches import iterate_minibatches
+from .checkpoint import save_checkpoint
+from .history import History
 from .losses import SoftmaxCrossEntropy, softmax
+from .network import eval_mode
 from .parallel import DataParallel
 
 __all__ = ["History", "TrainingDiverged", "fit", "evaluate", "predict_logits", "predict", "predict_proba",
@@ -43,49 +48,6 @@ class TrainingDiverged(RuntimeError):
             f"(optimizer step {global_step}) with learning rate {lr:g}. The weights were not updated with "
             f"this batch, and checkpoints saved after earlier epochs are intact. Try a lower learning rate "
             f"(e.g. {lr / 10:g}).")
-
-
-class History(dict):
-    """Per-epoch training record: a dict of equally long lists (plus empty validation lists
-    when no validation data is given).
-
-    Keys: ``"epoch"`` (1-based number of the epoch just completed), ``"train_loss"`` and
-    ``"train_acc"`` (means over the epoch's training samples, with the weights as they were
-    while each batch was processed), ``"val_loss"``, ``"val_acc"`` (after the epoch, in eval
-    mode), ``"lr"`` and ``"seconds"`` (wall time of the epoch including validation).
-    It is a plain ``dict`` subclass, so ``json.dumps(history)`` and
-    :func:`lenet_core.plots.plot_history` work on it directly.
-    """
-
-    KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
-
-    def __init__(self, data=None):
-        super().__init__({k: [] for k in self.KEYS})
-        for k, v in dict(data or {}).items():
-            self[k] = list(v)
-
-    def record(self, **values):
-        for k, v in values.items():
-            self.setdefault(k, []).append(v)
-
-    @property
-    def epochs(self) -> int:
-        """Number of recorded epochs."""
-        return len(self["epoch"])
-
-    def last(self) -> dict:
-        """The most recent value of every non-empty list."""
-        return {k: v[-1] for k, v in self.items() if v}
-
-    def to_dict(self) -> dict:
-        """A plain ``{key: list}`` copy (JSON-serializable)."""
-        return {k: list(v) for k, v in self.items()}
-
-    def copy(self):
-        return History(self.to_dict())
-
-    def __repr__(self):
-        return f"History({self.epochs} epochs: {', '.join(self)})"
 
 
 def epoch_permutation(seed, epoch: int, n: int) -> np.ndarray:
@@ -192,8 +154,6 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
     n = len(x)
     n_batches = -(-n // batch_size)
 
-    from tqdm.auto import tqdm  # imported here: importing tqdm.auto picks the notebook or terminal bar
-
     with _runner(model, processes) as runner:   # one process per core, BLAS on one thread each
         model = runner.model                    # the Sequential, even if a DataParallel was passed
         for e in range(start_epoch, epochs):
@@ -232,7 +192,6 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
             record["seconds"] = time.perf_counter() - t0
             history.record(**record)
             if checkpoint_path is not None:
-                from .checkpoint import save_checkpoint
                 extra = dict(checkpoint_extra or {})
                 extra.setdefault("fit", {"seed": int(seed), "batch_size": batch_size})
                 save_checkpoint(checkpoint_path, model, optimizer, epoch=e + 1, history=history, extra=extra)
@@ -259,27 +218,11 @@ def _batches(n, batch_size):
         yield slice(start, start + batch_size)
 
 
-class _eval_mode:
-    """Put the model in eval mode and restore each layer's previous mode afterwards."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.modes = [layer.training for layer in self.model.layers]
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc):
-        for layer, mode in zip(self.model.layers, self.modes):
-            layer.train() if mode else layer.eval()
-
-
 def predict_logits(model, x, batch_size=1000, processes=None) -> np.ndarray:
     """Raw outputs ``(N, 10)`` in eval mode, computed ``batch_size`` images at a time
     (each batch split over ``processes`` processes, as in :func:`fit`)."""
     x = np.asarray(x)
-    with _runner(model, processes) as runner, _eval_mode(runner):
+    with _runner(model, processes) as runner, eval_mode(runner):
         outs = [np.asarray(runner.infer(x[sl])) for sl in _batches(len(x), batch_size)]
     if not outs:
         raise ValueError("predict needs at least one input")
@@ -302,7 +245,7 @@ def evaluate(model, x, y, batch_size=1000, loss_fn=None, processes=None) -> tupl
     x, y = _check_xy(x, y)
     loss_fn = SoftmaxCrossEntropy() if loss_fn is None else loss_fn
     total_loss, correct = 0.0, 0
-    with _runner(model, processes) as runner, _eval_mode(runner):
+    with _runner(model, processes) as runner, eval_mode(runner):
         for sl in _batches(len(x), batch_size):
             logits = runner.infer(x[sl])
             total_loss += loss_fn(logits, y[sl]) * len(y[sl])

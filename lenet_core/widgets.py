@@ -43,6 +43,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 __all__ = ["PrecomputedExplorer", "precomputed_explorer", "precomputed_explorer_2d", "render_outputs"]
 
@@ -75,9 +77,6 @@ def render_outputs(render: Callable[..., Any], *args: Any, dpi: int = 80,
 
     These dicts are the format of ``ipywidgets.Output.outputs``.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.figure import Figure
-
     before = set(plt.get_fignums())
     fig_kwargs = {"dpi": dpi}
     if figsize is not None:

@@ -16,7 +16,8 @@ from PIL import Image
 import lenet_core as lc
 from lenet_core.checkpoint import load_checkpoint
 from lenet_core.cli import format_confusion_matrix, main
-from lenet_core.data import load_mnist, prepare_lenet_input, standardize
+from lenet_core.mnist import load_mnist
+from lenet_core.preprocess import prepare_lenet_input, standardize
 from lenet_core.digits import preprocess_digit_image, to_mnist_28
 from lenet_core.training import predict
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet_core import data
-from lenet_core.data import MNIST_FILES, MNISTDownloadError, download_file, load_mnist
+from lenet_core import download
+from lenet_core.download import DEFAULT_MIRRORS, MNIST_FILES, MNISTDownloadError, download_file, resolve_mirrors
+from lenet_core.mnist import load_mnist
 from lenet_core.idx import IDXFormatError
 
 pytestmark = pytest.mark.usefixtures("clean_mnist_env")
@@ -363,7 +364,7 @@ def test_interrupted_download_leaves_nothing(canonical, cache, monkeypatch):
         dest.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data, "_fetch_once", interrupted)
+    monkeypatch.setattr(download, "_fetch_once", interrupted)
     with pytest.raises(KeyboardInterrupt):
         download_file(TEST_LABELS, cache, mirrors=[canonical.url], **FAST)
     assert_clean(cache, TEST_LABELS)
@@ -372,3 +373,14 @@ def test_interrupted_download_leaves_nothing(canonical, cache, monkeypatch):
 def test_unknown_file_name(cache):
     with pytest.raises(KeyError):
         download_file("train-images.npy", cache, mirrors=["http://127.0.0.1:9/"], **FAST)
+
+
+def test_resolve_mirrors(monkeypatch):
+    assert resolve_mirrors() == list(DEFAULT_MIRRORS)
+    assert all(m.endswith("/") for m in DEFAULT_MIRRORS)
+    monkeypatch.setenv("LENET_MNIST_MIRRORS", "http://a/x, http://b/y/\n  http://c/")
+    assert resolve_mirrors() == ["http://a/x/", "http://b/y/", "http://c/"]
+    assert resolve_mirrors(["http://d"]) == ["http://d/"]  # argument beats environment
+    assert resolve_mirrors("http://e/ http://f/") == ["http://e/", "http://f/"]
+    with pytest.raises(ValueError):
+        resolve_mirrors([])

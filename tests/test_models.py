@@ -3,13 +3,14 @@ import pytest
 
 import lenet_core as lc
 from lenet_core.gradcheck import check_model
-from lenet_core.models import Sequential
+from lenet_core.network import Sequential
 
 
 @pytest.fixture(scope="module")
 def mnist_small(mnist_10k_dir):
     """The first 100 training digits, prepared as LeNet-5 input."""
-    from lenet_core.data import load_mnist, prepare_lenet_input
+    from lenet_core.mnist import load_mnist
+    from lenet_core.preprocess import prepare_lenet_input
     images, labels = load_mnist("train", root=mnist_10k_dir, download=False)
     return prepare_lenet_input(images[:100]), labels[:100].astype(np.int64)
 

@@ -3,7 +3,7 @@ import pytest
 
 import lenet_core as lc
 from lenet_core.init import SCHEMES, fans, initialize
-from lenet_core.models import Sequential
+from lenet_core.network import Sequential
 
 
 def tiny(seed=0, dtype=np.float64):

@@ -22,7 +22,8 @@ def ours_as_torch_names(model):
 
 @pytest.fixture(scope="module")
 def digits(mnist_10k_dir):
-    from lenet_core.data import load_mnist, prepare_lenet_input
+    from lenet_core.mnist import load_mnist
+    from lenet_core.preprocess import prepare_lenet_input
     images, labels = load_mnist("test", root=mnist_10k_dir, download=False)
     x = prepare_lenet_input(images[:32])
     # A little noise: on the flat background, max pooling would otherwise see windows of values equal
