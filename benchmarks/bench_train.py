@@ -53,14 +53,11 @@ def child(job: dict) -> dict:
     model = lc.lenet5(job["variant"], seed=SEED)
 
     if job["framework"] == "lenet_core":
-        loss_fn = lc.SoftmaxCrossEntropy()
         opt = lc.SGD(model, lr=LR, momentum=MOMENTUM)
         runner = session.enter_context(lc.DataParallel(model, job["threads"]))  # what fit() uses: one process per core
 
         def step(idx):
-            logits = runner.forward(make_batch(idx))
-            loss = loss_fn.forward(logits, labels[idx])
-            runner.backward(loss_fn.backward(), input_grad=False)  # no gradient for the images
+            loss, _ = runner.train_step(make_batch(idx), labels[idx])   # forward, loss, backward (no image gradient)
             opt.step()
             return loss
     else:

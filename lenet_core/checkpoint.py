@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
+from .fast import to_fast
 from .history import History
 from .network import Sequential
 from .optim import make_optimizer
@@ -229,7 +230,7 @@ def load_checkpoint(path, model=None) -> Checkpoint:
     except Exception as exc:
         _fail(path, f"the stored architecture cannot be rebuilt ({exc})")
     if model is None:
-        model = built
+        model = to_fast(built)       # the engine lenet5() builds by default (see lenet_core.fast)
     elif model.get_config() != built.get_config():
         _fail(path, f"the checkpoint holds a different architecture ({mm.get('name')}) than the model "
                     f"given ({model.name}):\n  saved: {built.get_config()}\n  model: {model.get_config()}")

@@ -1,51 +1,38 @@
-"""Layers of a convolutional network, each with an explicit forward and backward pass.
+"""The layers of a convolutional network, each with an explicit forward and backward pass.
 
-Every layer is a class with the same small interface:
+This module is the book's code: every layer written as plainly as vectorized NumPy
+allows, so that each method reads as its equations (the chapters print it). Speed
+tricks live elsewhere, in :mod:`lenet_core.fast`, whose layers compute the same
+numbers and are tested against these.
 
-* ``forward(x)`` computes the output and caches what the backward pass needs;
-* ``backward(dout)`` takes ``dL/d(output)`` and returns ``dL/d(input)``. It
-  *overwrites* ``self.grads`` (never accumulates), never updates weights and never
-  modifies ``dout`` in place. The layers with parameters also accept
+Every layer has the same small interface:
+
+* ``forward(x)`` computes the output and keeps in ``self.cache`` what the backward
+  pass needs;
+* ``backward(dout)`` takes ``dout = dL/d(output)`` and returns ``dx = dL/d(input)``.
+  It *overwrites* ``self.grads`` (never accumulates), never updates weights and never
+  modifies ``dout``. The layers with parameters also accept
   ``backward(dout, input_grad=False)``, which only sets ``grads`` and returns None:
-  the first layer of a network need not compute the gradient of the images;
-* ``params`` and ``grads`` are dicts keyed alike (``"W"``, ``"b"``) whose arrays
-  have exactly PyTorch's shapes; optimizers update ``params`` from ``grads``;
+  nobody needs the gradient of the images that enter the first layer;
+* ``params`` and ``grads`` are dicts keyed alike (``"W"``, ``"b"``) whose arrays have
+  exactly PyTorch's shapes; optimizers update ``params`` from ``grads``;
 * ``train()`` / ``eval()`` switch the mode (only :class:`Dropout` cares).
 
 Arrays are NCHW, as in PyTorch: batch, channels, height, width. Layers with
 parameters compute in their parameters' dtype (float32 by default, float64 for
-gradient checks); the others compute in their input's floating dtype.
-
-The convolution and pooling layers here are the fast, vectorized path: no
-Python loop runs over pixels, channels or images. The plainly written loop
-versions that the tests compare them against live in :mod:`lenet_core.reference`.
-
-Memory layout. The *shapes* are NCHW everywhere, but inside the convolution the
-batch axis is kept innermost: a convolution turns its input into a contiguous
-(C, H, W, N) array, does its work there, and returns its output as a
-*transposed view* ``out_chwn.transpose(3, 0, 1, 2)``, which has the NCHW shape
-(N, F, H, W) but the (F, H, W, N) memory order. Why: every window of a
-(C, H, W, N) array is made of long contiguous runs (a whole row of ``W * N``
-numbers), so gathering the windows (im2col) is a handful of fast block copies,
-and one matrix product then covers the whole batch. The elementwise and pooling
-layers keep whatever memory order they are given (NumPy's ufuncs do), so the
-next convolution finds its input already in this order and needs no copy.
-Nothing changes for a caller: values, shapes and indexing are those of an NCHW
-array; call ``np.ascontiguousarray`` if you need NCHW memory order.
+gradient checks); the others in their input's floating dtype. In the code, sizes
+are lower case (``n, c, h, w``, ``f, k, s, p``) so that ``W`` always means weights.
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
+from numpy.lib.stride_tricks import sliding_window_view
 
-from . import fastmath
 from .init import uniform_fan_in
 
 __all__ = [
-    "Layer", "Conv2D", "AvgPool2D", "MaxPool2D", "Linear", "Flatten",
-    "Tanh", "ReLU", "Sigmoid", "Dropout", "build_layer", "conv_output_size",
+    "Layer", "Conv2D", "AvgPool2D", "MaxPool2D", "Linear", "Flatten", "Tanh", "ReLU", "Sigmoid", "Dropout",
+    "LAYER_TYPES", "build_layer", "layer_type", "conv_output_size",
 ]
 
 
@@ -64,69 +51,37 @@ def _as_float(x, dtype=None) -> np.ndarray:
     return x
 
 
-_INFERENCE_CHUNK_BYTES = 2 << 20  # eval mode: im2col a few output rows at a time, about this much
-_TRANSPOSE_BLOCK = 16  # images per block: 16 float32 numbers fill one 64-byte cache line
+def windows(x: np.ndarray, k: int, s: int) -> np.ndarray:
+    """Every ``k x k`` window of ``x`` (N, C, H, W) at stride ``s``, as a read-only view.
 
-
-def _copy_batch_last(x: np.ndarray, out: np.ndarray) -> None:
-    """Write ``x`` (N, C, H, W) into ``out``, a (C, H, W, N) array or view.
-
-    If ``x`` already is batch-last in memory this is one plain copy. Otherwise a plain
-    ``out[...] = x.transpose(1, 2, 3, 0)`` would read ``x`` with a stride of a whole
-    image and write ``out`` one number at a time, touching a new cache line for almost
-    every number; instead each block of 16 images is read from one small contiguous piece
-    of ``x`` and written in runs of 16 consecutive numbers (3.5x faster at batch 128).
+    Shape (N, C, H_out, W_out, K, K): element ``[n, c, i, j, u, v]`` is
+    ``x[n, c, i*s + u, j*s + v]``. Nothing is copied.
     """
-    if x.transpose(1, 2, 3, 0).flags.c_contiguous:
-        np.copyto(out, x.transpose(1, 2, 3, 0))
-        return
-    for start in range(0, x.shape[0], _TRANSPOSE_BLOCK):
-        stop = start + _TRANSPOSE_BLOCK
-        np.copyto(out[..., start:stop], x[start:stop].transpose(1, 2, 3, 0))
+    return sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]
 
 
-def _batch_last(x: np.ndarray) -> np.ndarray:
-    """``x`` (N, C, H, W) as a C-contiguous (C, H, W, N) array: the batch axis innermost.
-
-    No copy if ``x`` is already a transposed view of such an array (the output of a
-    :class:`Conv2D`, or of an elementwise or pooling layer applied to one).
-    """
-    xt = x.transpose(1, 2, 3, 0)
-    if xt.flags.c_contiguous:
-        return xt
-    out = np.empty(xt.shape, dtype=x.dtype)
-    _copy_batch_last(x, out)
-    return out
+def _check_input(layer, x: np.ndarray, ndim: int, what: str, channels=None) -> None:
+    if x.ndim != ndim:
+        raise ValueError(
+            f"{type(layer).__name__} expects a {ndim}-D input {what}, got shape {x.shape}. "
+            + ("Add a channel axis with x[:, None] for grayscale images." if ndim == 4 and x.ndim == 3 else ""))
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{type(layer).__name__} expects {channels} input channel(s) on axis 1, got shape {x.shape} "
+            f"({x.shape[1]} channels). Check the previous layer's out_channels or the input layout (NCHW).")
 
 
-def _windows_tile(h: int, w: int, k: int, stride: int) -> bool:
-    """True if the ``k x k`` windows at ``stride`` cover an ``h x w`` input exactly once each:
-    stride = kernel with no leftover rows or columns, or a single window covering it all."""
-    return all(size % k == 0 and (stride == k or size == k) for size in (h, w))
+def _check_size(layer, x_shape, k: int, padding: int = 0) -> None:
+    if x_shape[2] + 2 * padding < k or x_shape[3] + 2 * padding < k:
+        extra = f" (padding {padding})" if padding else ""
+        raise ValueError(f"{type(layer).__name__}: input {tuple(x_shape)}{extra} is smaller than the "
+                         f"{k}x{k} window.")
 
 
-def _window_view(x: np.ndarray, k: int, stride: int, ho: int, wo: int, lead: int) -> np.ndarray:
-    """A read-only strided view of every ``k x k`` window of the axes ``lead`` and ``lead + 1``.
-
-    ``x`` has the spatial axes (H, W) at positions ``lead``, ``lead + 1``. The view
-    inserts the window offsets (u, v) just before them and replaces them with the
-    window positions (i, j): for ``x`` of shape (C, H, W, N) and ``lead=1`` it has shape
-    (C, K, K, H_out, W_out, N) and element ``[c, u, v, i, j, n]`` is
-    ``x[c, i*stride + u, j*stride + v, n]``. Nothing is copied.
-    """
-    sh, sw = x.strides[lead], x.strides[lead + 1]
-    shape = x.shape[:lead] + (k, k, ho, wo) + x.shape[lead + 2:]
-    strides = x.strides[:lead] + (sh, sw, sh * stride, sw * stride) + x.strides[lead + 2:]
-    return as_strided(x, shape=shape, strides=strides, writeable=False)
-
-
-def _offset_slices(k: int, stride: int, ho: int, wo: int):
-    """For each window offset (u, v), in row-major order: the strided slices of an
-    (N, C, H, W) array holding ``x[n, c, i*stride + u, j*stride + v]`` for all windows (i, j)."""
-    for u in range(k):
-        for v in range(k):
-            yield u, v, (slice(None), slice(None), slice(u, u + (ho - 1) * stride + 1, stride),
-                         slice(v, v + (wo - 1) * stride + 1, stride))
+def _positive_int(layer_name: str, name: str, value, low: int = 1) -> int:
+    if int(value) != value or value < low:
+        raise ValueError(f"{layer_name}: {name} must be an integer >= {low}, got {value!r}")
+    return int(value)
 
 
 class Layer:
@@ -158,15 +113,6 @@ class Layer:
         self.training = False
         return self
 
-    def replica(self) -> "Layer":
-        """A twin that shares this layer's ``params`` (the same dict, the same arrays) but has
-        its own ``grads``, cache and work buffers: :mod:`lenet_core.parallel` computes the calling
-        process's share of a batch with such twins, leaving the model's own caches alone."""
-        twin = copy.copy(self)
-        twin.grads = dict(self.grads)
-        twin.cache = None
-        return twin
-
     # -- description -------------------------------------------------------
     def get_config(self) -> dict:
         """Constructor arguments, enough to rebuild an identical (untrained) layer."""
@@ -185,11 +131,11 @@ class Layer:
 
     def describe(self) -> str:
         """A short label for tables, e.g. ``Conv2D 1->6 5x5``."""
-        return type(self).__name__
+        return layer_type(self)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
+        return f"{layer_type(self)}({args})"
 
     # -- helpers for subclasses -------------------------------------------
     def _cached(self):
@@ -199,24 +145,13 @@ class Layer:
                 "run forward(x) on a batch first, then backward(dout) with the gradient of its output.")
         return self.cache
 
-    def _check_dout(self, dout, expected_shape) -> np.ndarray:
+    def _check_dout(self, dout, expected_shape, dtype=None) -> np.ndarray:
         dout = np.asarray(dout)
         if dout.shape != tuple(expected_shape):
             raise ValueError(
                 f"{type(self).__name__}.backward: dout has shape {dout.shape} but the last forward "
                 f"output had shape {tuple(expected_shape)}; pass the gradient of that output.")
-        return dout
-
-
-def _check_input(layer: Layer, x: np.ndarray, ndim: int, what: str, channels=None) -> None:
-    if x.ndim != ndim:
-        raise ValueError(
-            f"{type(layer).__name__} expects a {ndim}-D input {what}, got shape {x.shape}. "
-            + ("Add a channel axis with x[:, None] for grayscale images." if ndim == 4 and x.ndim == 3 else ""))
-    if channels is not None and x.shape[1] != channels:
-        raise ValueError(
-            f"{type(layer).__name__} expects {channels} input channel(s) on axis 1, got shape {x.shape} "
-            f"({x.shape[1]} channels). Check the previous layer's out_channels or the input layout (NCHW).")
+        return dout if dtype is None else dout.astype(dtype, copy=False)
 
 
 class Conv2D(Layer):
@@ -234,61 +169,39 @@ class Conv2D(Layer):
         b:    (F,)
         out:  (N, F, H_out, W_out),  H_out = floor((H + 2P - K) / S) + 1 (same for W_out)
 
-    How it is computed (im2col): gather every window into the columns of one matrix
-    ``cols`` of shape (C*K*K, H_out*W_out*N) -- row ``(c, u, v)``, column ``(i, j, n)``
-    holds ``xp[n, c, i*S + u, j*S + v]`` -- and the whole batch is one matrix product::
+    Forward (im2col): pad, take every K x K window of every channel as one row of a
+    matrix ``cols`` of shape (N*H_out*W_out, C*K*K) -- row ``(n, i, j)``, column ``(c, u, v)``
+    -- and the whole batch is one matrix product::
 
-        out2d = W2d @ cols + b        W2d = W.reshape(F, C*K*K),  out2d: (F, H_out*W_out*N)
+        out2d = cols @ W2d.T + b        W2d = W.reshape(F, C*K*K),  out2d: (N*H_out*W_out, F)
 
-    The batch axis is innermost (see the module docstring): ``cols`` is filled from a
-    (C, H, W, N) copy of ``xp`` in one strided copy whose contiguous runs are whole
-    rows of ``W_out * N`` numbers, and ``out2d`` is returned as an NCHW-shaped view.
+    Backward, with ``dout2d`` = ``dout`` rearranged to (N*H_out*W_out, F) like ``out2d``::
 
-    Backward, with ``dout = dL/dout`` of shape (N, F, H_out, W_out), as ``dout2d``
-    (F, H_out*W_out*N) in the same order::
+        db    = dout2d.sum(axis=0)       db[f] = sum_{n,i,j} dout[n, f, i, j]
+        dW2d  = dout2d.T @ cols          dW[f, c, u, v] = sum_{n,i,j} dout[n, f, i, j] * xp[n, c, i*S + u, j*S + v]
+        dcols = dout2d @ W2d             (N*H_out*W_out, C*K*K)
 
-        db    = dout2d.sum(axis=1)          i.e. db[f] = sum_{n,i,j} dout[n, f, i, j]
-        dW2d  = dout2d @ cols.T             i.e. dW[f, c, u, v] = sum_{n,i,j} dout[n, f, i, j] * xp[n, c, i*S + u, j*S + v]
-        dcols = W2d.T @ dout2d              (C*K*K, H_out*W_out*N)
-        dxp[n, c, i*S + u, j*S + v] += dcols[(c, u, v), (i, j, n)]   (col2im: K*K strided adds)
+    and col2im sends every entry of ``dcols`` back to the input position it was read from,
+    ``dxp[n, c, i*S + u, j*S + v] += dcols[(n, i, j), (c, u, v)]`` (overlapping windows add
+    up); ``dx`` is ``dxp`` without its padding.
 
-    and ``dx`` is ``dxp`` without its padding. The col2im step sends every column back to
-    the window it came from; overlapping windows add up. When the windows tile the input
-    exactly (stride = kernel size with nothing left over, or C5's single window) nothing
-    overlaps and col2im is a mere rearrangement of ``dcols``.
-
-    In eval mode (inference), when ``cols`` would exceed about 2 MB (C1 at 500 images: 39 MB),
-    it is built and multiplied a few output rows at a time in one small buffer that stays in
-    the CPU's cache, instead of being written to memory in full and read back (C1 at batch
-    500: 37 -> 24 us per image). A backward pass after such a forward rebuilds ``cols`` for ``dW``.
-    :meth:`forward_then` applies the next activation to each chunk while it is in the cache, and
-    :meth:`infer_then`, for inference only, the pooling after it as well.
-
-    Cache: ``cols`` (reused as a buffer by the next forward of the same shape) and the input
-    shape; after a chunked forward, the padded batch-last input instead of ``cols``.
+    Cache: the input shape and ``cols``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, dtype=np.float32, rng=None):
         super().__init__()
-        for name, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
-                                 ("kernel_size", kernel_size, 1), ("stride", stride, 1), ("padding", padding, 0)):
-            if int(value) != value or value < low:
-                raise ValueError(f"Conv2D: {name} must be an integer >= {low}, got {value!r}")
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size, self.stride, self.padding = int(kernel_size), int(stride), int(padding)
+        self.in_channels = _positive_int("Conv2D", "in_channels", in_channels)
+        self.out_channels = _positive_int("Conv2D", "out_channels", out_channels)
+        self.kernel_size = _positive_int("Conv2D", "kernel_size", kernel_size)
+        self.stride = _positive_int("Conv2D", "stride", stride)
+        self.padding = _positive_int("Conv2D", "padding", padding, low=0)
         rng = np.random.default_rng(rng)
         shape = (self.out_channels, self.in_channels, self.kernel_size, self.kernel_size)
         fan_in = self.in_channels * self.kernel_size ** 2
         self.params["W"] = uniform_fan_in(shape, fan_in, rng, dtype)
         self.params["b"] = uniform_fan_in((self.out_channels,), fan_in, rng, dtype)
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self._cols = None  # the im2col buffer, kept between steps to avoid reallocating it
-
-    def replica(self):
-        twin = super().replica()
-        twin._cols = None            # its own im2col buffer
-        return twin
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
 
     def get_config(self):
         return dict(in_channels=self.in_channels, out_channels=self.out_channels,
@@ -304,242 +217,79 @@ class Conv2D(Layer):
         return (n, self.out_channels, conv_output_size(h, k, s, p), conv_output_size(w, k, s, p))
 
     def macs(self, input_shape):
-        n, f, ho, wo = self.output_shape(input_shape)
-        return n * f * ho * wo * self.in_channels * self.kernel_size ** 2
+        n, f, h_out, w_out = self.output_shape(input_shape)
+        return n * f * h_out * w_out * self.in_channels * self.kernel_size ** 2
 
-    def _padded_batch_last(self, x):
-        """``x`` (N, C, H, W) -> zero-padded, contiguous (C, H + 2P, W + 2P, N)."""
-        p = self.padding
-        if p == 0:
-            return _batch_last(x)
-        n, c, h, w = x.shape
-        xp = np.zeros((c, h + 2 * p, w + 2 * p, n), dtype=x.dtype)
-        _copy_batch_last(x, xp[:, p:p + h, p:p + w, :])
-        return xp
-
-    def forward(self, x):
-        return self._forward(x, None)
-
-    def forward_then(self, x, activation):
-        """``activation.forward(self.forward(x))`` in one step: in eval mode, on a large batch,
-        the activation (a :class:`Tanh` or :class:`ReLU`) is applied to each chunk of output
-        rows right after its product, while the chunk is still in the CPU's cache, instead of
-        in a second pass over the whole output. Both layers' caches are set as if they had run
-        one after the other, so ``backward`` works as usual. ``Sequential.forward`` uses this.
-        A subclass that overrides ``forward`` gets exactly that composition, unfused."""
-        if type(self).forward is not Conv2D.forward:
-            return activation.forward(self.forward(x))
-        return self._forward(x, activation)
-
-    def infer_then(self, x, activation, pool):
-        """``pool.forward(activation.forward(self.forward(x)))`` when no backward pass follows
-        (:meth:`Sequential.infer`): in eval mode, on a large batch, each chunk of output rows
-        is activated *and pooled* while still in the CPU's cache, and only the pooled maps
-        -- a quarter of the size for 2x2 pooling -- are written to memory. The three layers'
-        caches are left empty: a backward pass after this raises an error.
-
-        Fused only for what it can do exactly: a :class:`Tanh` or :class:`ReLU`, then a pool
-        whose stride equals its window (windows do not overlap, so no window spans two
-        chunks); otherwise, and in training mode, it is the plain composition."""
-        fusable = (not self.training and type(self).forward is Conv2D.forward
-                   and hasattr(activation, "_apply_in_place")
-                   and type(pool) in (AvgPool2D, MaxPool2D) and pool.stride == pool.kernel_size)
+    def _check_forward_input(self, x):
+        """``x`` in the weights' dtype, after checking its shape (shared with the fast engine)."""
         x = _as_float(x, self.params["W"].dtype)
         _check_input(self, x, 4, "(N, C, H, W)", self.in_channels)
-        n, f, ho, wo = self.output_shape(x.shape)
-        s = pool.stride if fusable else 1
-        rows = max(s, self._rows_per_product(wo, n, x.dtype.itemsize) // s * s)   # whole pooling windows
-        if not fusable or rows >= ho or min(ho, wo) < pool.kernel_size or n == 0:
-            # (too small an input or batch: the plain layers say what is wrong, if anything)
-            out = pool.forward(self.forward_then(x, activation))
-        else:
-            out = self._infer_in_row_chunks(self._padded_batch_last(x), ho, wo, rows, activation, pool)
-        self.cache = activation.cache = pool.cache = None
-        return out
+        _check_size(self, x.shape, self.kernel_size, self.padding)
+        return x
 
-    def _infer_in_row_chunks(self, xp, ho, wo, rows, activation, pool):
-        """The pooled maps, (N, F, Ho // S, Wo // S) as a view of (F, Ho // S, Wo // S, N) memory,
-        ``rows`` output rows at a time (a multiple of the pool's stride S): each chunk of rows is
-        computed by products over ``im2col`` pieces of at most ``_INFERENCE_CHUNK_BYTES`` (as in
-        eval-mode ``forward``), then activated and pooled while in the cache. Rows the pool would
-        drop (floor mode) are never computed."""
+    def forward(self, x):
         W, b = self.params["W"], self.params["b"]
-        f, ckk, n, ps = self.out_channels, self.in_channels * self.kernel_size ** 2, xp.shape[3], pool.stride
-        per_product = self._rows_per_product(wo, n, W.dtype.itemsize)
-        out = np.empty((f, ho // ps, wo // ps, n), dtype=W.dtype)
-        buffer = self._buffer(ckk * min(rows, per_product) * wo * n, W.dtype)
-        chunk_buffer = np.empty(f * rows * wo * n, dtype=W.dtype)
-        used = (ho // ps) * ps
-        for i0 in range(0, used, rows):
-            i1 = min(used, i0 + rows)
-            chunk = chunk_buffer[:f * (i1 - i0) * wo * n].reshape(f, i1 - i0, wo, n)
-            for j0 in range(i0, i1, per_product):
-                j1 = min(i1, j0 + per_product)
-                self._product_of_rows(xp, j0, j1, wo, buffer, chunk[:, j0 - i0:j1 - i0])
-            chunk += b[:, None, None, None]
-            activation._apply_in_place(chunk, f * ho * wo)
-            pool._pool(chunk.transpose(3, 0, 1, 2), out[:, i0 // ps:i1 // ps].transpose(3, 0, 1, 2))
-        return out.transpose(3, 0, 1, 2)
+        x = self._check_forward_input(x)
+        n, f, h_out, w_out = self.output_shape(x.shape)
+        c, k, s, p = self.in_channels, self.kernel_size, self.stride, self.padding
 
-    def _forward(self, x, activation):
-        W, b = self.params["W"], self.params["b"]
-        x = _as_float(x, W.dtype)
-        _check_input(self, x, 4, "(N, C, H, W)", self.in_channels)
-        k = self.kernel_size
-        if x.shape[2] + 2 * self.padding < k or x.shape[3] + 2 * self.padding < k:
-            raise ValueError(f"Conv2D: input {x.shape} (padding {self.padding}) is smaller than the "
-                             f"{k}x{k} kernel.")
-        n, f, ho, wo = self.output_shape(x.shape)
-        c = self.in_channels
-        xp = self._padded_batch_last(x)                           # (C, Hp, Wp, N), contiguous
-        rows = ho if self.training else self._rows_per_product(wo, n, W.dtype.itemsize)
-        if rows >= ho:
-            cols2d = self._im2col(xp, ho, wo)
-            out = W.reshape(f, c * k * k) @ cols2d                # (F, Ho*Wo*N): one BLAS call
-            out += b[:, None]
-            self.cache = (cols2d, x.shape, None)
-        else:
-            fused = activation if hasattr(activation, "_apply_in_place") else None
-            out = self._forward_in_row_chunks(xp, ho, wo, rows, fused)
-            self.cache = (None, x.shape, xp)
-            if fused is not None:
-                out = out.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)
-                fused.cache = out        # what its own forward would have cached: its output
-                return out
-        # (F, Ho, Wo, N) in memory, handed out as an (N, F, Ho, Wo) view: no transpose copy.
-        out = out.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)
-        return out if activation is None else activation.forward(out)
-
-    def _buffer(self, size, dtype):
-        """A flat work buffer of ``size`` numbers, kept for the next call that asks for as many."""
-        if self._cols is None or self._cols.size != size or self._cols.dtype != dtype:
-            self._cols = np.empty(size, dtype=dtype)
-        return self._cols
-
-    def _im2col(self, xp, ho, wo):
-        """``cols`` (C*K*K, Ho*Wo*N) from the padded batch-last input: one strided copy of the
-        (C, K, K, Ho, Wo, N) window view, whose contiguous runs are whole output rows."""
-        c, k, n = xp.shape[0], self.kernel_size, xp.shape[3]
-        cols = self._buffer(c * k * k * ho * wo * n, xp.dtype).reshape(c, k, k, ho, wo, n)
-        np.copyto(cols, _window_view(xp, k, self.stride, ho, wo, lead=1))
-        return cols.reshape(c * k * k, ho * wo * n)
-
-    def _rows_per_product(self, wo, n, itemsize):
-        """Eval mode: how many output rows one product covers, so that their im2col columns
-        take about ``_INFERENCE_CHUNK_BYTES`` (at least one row)."""
-        row_bytes = self.in_channels * self.kernel_size ** 2 * wo * n * itemsize
-        return max(1, _INFERENCE_CHUNK_BYTES // max(1, row_bytes))
-
-    def _product_of_rows(self, xp, i0, i1, wo, buffer, out_rows):
-        """Output rows ``i0:i1`` without bias into ``out_rows`` (an (F, i1 - i0, Wo, N) view):
-        their im2col columns built in ``buffer``, then one product."""
-        f, c, k, s, n = self.out_channels, self.in_channels, self.kernel_size, self.stride, xp.shape[3]
-        part = buffer[:c * k * k * (i1 - i0) * wo * n].reshape(c, k, k, i1 - i0, wo, n)
-        np.copyto(part, _window_view(xp[:, i0 * s:(i1 - 1) * s + k], k, s, i1 - i0, wo, lead=1))
-        np.matmul(self.params["W"].reshape(f, c * k * k), part.reshape(c * k * k, -1),
-                  out=out_rows.reshape(f, -1))             # a view: each f's rows are contiguous
-
-    def _forward_in_row_chunks(self, xp, ho, wo, rows, activation=None):
-        """``W2d @ cols + b`` computed ``rows`` output rows at a time, each chunk of ``cols``
-        built in the same small buffer, and ``activation`` applied to each chunk in place:
-        (F, Ho*Wo*N), equal to the one-product result."""
-        W, b = self.params["W"], self.params["b"]
-        f, c, k, n = self.out_channels, self.in_channels, self.kernel_size, xp.shape[3]
-        out = np.empty((f, ho, wo, n), dtype=W.dtype)
-        buffer = self._buffer(c * k * k * rows * wo * n, W.dtype)
-        for i0 in range(0, ho, rows):
-            i1 = min(ho, i0 + rows)
-            chunk = out[:, i0:i1]
-            self._product_of_rows(xp, i0, i1, wo, buffer, chunk)
-            chunk += b[:, None, None, None]
-            if activation is not None:
-                activation._apply_in_place(chunk, f * ho * wo)
-        return out.reshape(f, ho * wo * n)
+        xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))             # zero padding
+        win = windows(xp, k, s)                                       # (N, C, H_out, W_out, K, K), a view
+        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * h_out * w_out, c * k * k)   # im2col: a copy
+        out2d = cols @ W.reshape(f, c * k * k).T + b                  # (N*H_out*W_out, F): one product
+        self.cache = (x.shape, cols)
+        return out2d.reshape(n, h_out, w_out, f).transpose(0, 3, 1, 2)
 
     def backward(self, dout, input_grad: bool = True):
-        """Set ``grads`` and return ``dL/dx``; with ``input_grad=False`` only set ``grads``
+        """Set ``grads`` and return ``dx``; with ``input_grad=False`` only set ``grads``
         and return None (the first layer of a network: nobody needs the image's gradient)."""
-        cols2d, x_shape, xp = self._cached()
+        x_shape, cols = self._cached()
         W = self.params["W"]
         n, c, h, w = x_shape
-        _, f, ho, wo = self.output_shape(x_shape)
+        _, f, h_out, w_out = self.output_shape(x_shape)
         k, s, p = self.kernel_size, self.stride, self.padding
-        if cols2d is None:                                        # after a chunked forward
-            cols2d = self._im2col(xp, ho, wo)
-        dout = _as_float(self._check_dout(dout, (n, f, ho, wo)), W.dtype)
-        d2d = _batch_last(dout).reshape(f, ho * wo * n)          # no copy if dout came from us
+        dout = self._check_dout(dout, (n, f, h_out, w_out), W.dtype)
 
-        self.grads["b"] = d2d.sum(axis=1)
-        # dW as (cols2d @ d2d.T).T: the same numbers, but BLAS runs this orientation (a tall
-        # result, the long axis L = Ho*Wo*N summed over) up to 2.5x faster than d2d @ cols2d.T.
-        self.grads["W"] = (cols2d @ d2d.T).T.reshape(W.shape)
+        dout2d = dout.transpose(0, 2, 3, 1).reshape(n * h_out * w_out, f)   # rows (n, i, j), like cols
+        self.grads["b"] = dout2d.sum(axis=0)
+        self.grads["W"] = (dout2d.T @ cols).reshape(W.shape)
         if not input_grad:
             return None
-        dcols = (W.reshape(f, c * k * k).T @ d2d).reshape(c, k, k, ho, wo, n)
+        dcols = dout2d @ W.reshape(f, c * k * k)                            # (N*H_out*W_out, C*K*K)
+        dwin = dcols.reshape(n, h_out, w_out, c, k, k).transpose(0, 3, 1, 2, 4, 5)   # like the windows
 
-        hp, wp = h + 2 * p, w + 2 * p
-        if _windows_tile(hp, wp, k, s):
-            # The windows tile the input exactly (C5: one 5x5 window on a 5x5 input): every
-            # input position lies in exactly one window, so col2im only rearranges the
-            # columns, dxp[c, i*K + u, j*K + v, n] = dcols[c, u, v, i, j, n] -- no additions.
-            dxp = dcols.transpose(0, 3, 1, 4, 2, 5).reshape(c, hp, wp, n)
-        else:
-            # col2im: add the column of every window offset (u, v) back onto the input positions
-            # it was read from -- K*K strided adds, each over whole rows of Wo * N numbers.
-            dxp = np.zeros((c, hp, wp, n), dtype=W.dtype)
-            for u in range(k):
-                for v in range(k):
-                    dxp[:, u:u + (ho - 1) * s + 1:s, v:v + (wo - 1) * s + 1:s, :] += dcols[:, u, v]
-        if p:
-            dxp = dxp[:, p:p + h, p:p + w, :]
-        return dxp.transpose(3, 0, 1, 2)                          # (N, C, H, W) view
+        dxp = np.zeros((n, c, h + 2 * p, w + 2 * p), dtype=W.dtype)
+        for u in range(k):                    # col2im: each window offset (u, v) goes back to the
+            for v in range(k):                # positions it was read from; overlaps add up
+                dxp[:, :, u:u + s * h_out:s, v:v + s * w_out:s] += dwin[:, :, :, :, u, v]
+        return dxp[:, :, p:p + h, p:p + w]
 
 
 class _Pool2D(Layer):
-    """Shared shape logic of the pooling layers: floor mode, no padding.
-
-    Both pools are written as a short loop over the ``K*K`` window offsets ``(u, v)``:
-    the inputs at offset ``(u, v)`` of every window form one strided slice of ``x``, so
-    each step is a single vectorized operation over the whole batch. The slices and
-    NumPy's elementwise operations keep the input's memory order, so the pools work
-    in whichever order they are given (see the module docstring) without copying.
-    """
+    """What both pooling layers share: the window size and stride, floor mode, no padding."""
 
     def __init__(self, kernel_size: int, stride: int | None = None):
         super().__init__()
-        stride = kernel_size if stride is None else stride
-        for name, value in (("kernel_size", kernel_size), ("stride", stride)):
-            if int(value) != value or value < 1:
-                raise ValueError(f"{type(self).__name__}: {name} must be an integer >= 1, got {value!r}")
-        self.kernel_size, self.stride = int(kernel_size), int(stride)
+        name = type(self).__name__
+        self.kernel_size = _positive_int(name, "kernel_size", kernel_size)
+        self.stride = _positive_int(name, "stride", kernel_size if stride is None else stride)
 
     def get_config(self):
         return dict(kernel_size=self.kernel_size, stride=self.stride)
 
     def describe(self):
-        return f"{type(self).__name__} {self.kernel_size}x{self.kernel_size} s{self.stride}"
+        return f"{layer_type(self)} {self.kernel_size}x{self.kernel_size} s{self.stride}"
 
     def output_shape(self, input_shape):
         n, c, h, w = input_shape
         k, s = self.kernel_size, self.stride
         return (n, c, conv_output_size(h, k, s), conv_output_size(w, k, s))
 
-    def _prepare(self, x):
+    def _check_forward_input(self, x):
         x = _as_float(x)
         _check_input(self, x, 4, "(N, C, H, W)")
-        if x.shape[2] < self.kernel_size or x.shape[3] < self.kernel_size:
-            raise ValueError(f"{type(self).__name__}: input {x.shape} is smaller than the "
-                             f"{self.kernel_size}x{self.kernel_size} window.")
+        _check_size(self, x.shape, self.kernel_size)
         return x
-
-    def _windows_tile(self, x_shape) -> bool:
-        """True if the windows cover the input exactly once (see :func:`_windows_tile`)."""
-        return _windows_tile(x_shape[2], x_shape[3], self.kernel_size, self.stride)
-
-    def _window_slices(self, x_shape):
-        """The (u, v, slices) of every window offset, for an input of shape ``x_shape``."""
-        _, _, ho, wo = self.output_shape(x_shape)
-        return _offset_slices(self.kernel_size, self.stride, ho, wo)
 
 
 class AvgPool2D(_Pool2D):
@@ -550,51 +300,30 @@ class AvgPool2D(_Pool2D):
     Shapes: x (N, C, H, W) -> out (N, C, H_out, W_out), H_out = floor((H - K) / S) + 1.
     Rows and columns left over by the floor get no output and zero gradient.
 
-    Computed as the sum of the ``K*K`` strided slices ``x[:, :, u::S, v::S]`` (cut to
-    H_out x W_out), scaled by ``1/K^2``.
-
     Backward *spreads* each output gradient evenly over its window:
-    ``dx[n, c, i*S + u, j*S + v] += dout[n, c, i, j] / K^2`` (overlapping windows add up),
-    one strided add per offset ``(u, v)``.
+    ``dx[n, c, i*S + u, j*S + v] += dout[n, c, i, j] / K^2`` (overlapping windows add up).
 
-    Cache: the input (a reference, used only for its shape and memory order).
+    Cache: the input's shape and dtype.
     """
 
     def macs(self, input_shape):
-        n, c, ho, wo = self.output_shape(input_shape)
-        return n * c * ho * wo * self.kernel_size ** 2
+        n, c, h_out, w_out = self.output_shape(input_shape)
+        return n * c * h_out * w_out * self.kernel_size ** 2
 
     def forward(self, x):
-        x = self._prepare(x)
-        out = self._pool(x)
-        self.cache = x
-        return out
-
-    def _pool(self, x, out=None):
-        """The pooled values (no cache), in a new array in ``x``'s memory order or in ``out``."""
-        for k, (_, _, sl) in enumerate(self._window_slices(x.shape)):
-            if k > 0:
-                out += x[sl]
-            elif out is None:
-                out = x[sl].copy(order="K")  # a new array, in x's memory order
-            else:
-                np.copyto(out, x[sl])
-        out *= x.dtype.type(1 / self.kernel_size ** 2)
-        return out
+        x = self._check_forward_input(x)
+        self.cache = (x.shape, x.dtype)
+        return windows(x, self.kernel_size, self.stride).mean(axis=(4, 5))
 
     def backward(self, dout):
-        x = self._cached()
-        x_shape, dtype = x.shape, x.dtype
-        dout = _as_float(self._check_dout(dout, self.output_shape(x_shape)), dtype)
-        share = dout * dtype.type(1 / self.kernel_size ** 2)
-        tiles = self._windows_tile(x_shape)
-        # Same shape and memory order as the input; no zero-fill if every entry gets written.
-        dx = np.empty_like(x) if tiles else np.zeros_like(x)
-        for _, _, sl in self._window_slices(x_shape):
-            if tiles:
-                dx[sl] = share
-            else:                        # overlapping windows add up; leftovers stay 0
-                dx[sl] += share
+        x_shape, dtype = self._cached()
+        k, s = self.kernel_size, self.stride
+        _, _, h_out, w_out = self.output_shape(x_shape)
+        dout = self._check_dout(dout, self.output_shape(x_shape), dtype)
+        dx = np.zeros(x_shape, dtype=dtype)
+        for u in range(k):                    # every input of a window gets 1/K^2 of its gradient
+            for v in range(k):
+                dx[:, :, u:u + s * h_out:s, v:v + s * w_out:s] += dout / (k * k)
         return dx
 
 
@@ -605,56 +334,35 @@ class MaxPool2D(_Pool2D):
 
     Shapes: x (N, C, H, W) -> out (N, C, H_out, W_out), H_out = floor((H - K) / S) + 1.
 
-    Computed as the running ``np.maximum`` of the ``K*K`` strided slices ``x[:, :, u::S, v::S]``.
+    Backward *routes* each output gradient to the one input that won the max:
+    ``dx[n, c, i*S + u*, j*S + v*] += dout[n, c, i, j]``, where ``(u*, v*)`` is the
+    position of the window's maximum. On tied maxima the first one in row-major order wins,
+    as in PyTorch: the function is not differentiable there, and any choice is a valid
+    subgradient.
 
-    Backward *routes* each output gradient to the single input that won the max:
-    ``dx[n, c, i*S + u*, j*S + v*] += dout[n, c, i, j]``. On tied maxima the gradient
-    goes to the first maximum of the window in row-major order, as PyTorch does; the
-    true function is not differentiable there, so this is a (standard) choice. The
-    backward pass visits the offsets in that order and gives each window's gradient to
-    the first slice equal to the maximum, remembering which windows are served.
-
-    Cache: the input ``x`` and the output ``out`` (references, not copies).
+    Cache: the input's shape and dtype and, for every window, the offset ``u* K + v*`` of its
+    maximum.
     """
 
-    def macs(self, input_shape):
-        return 0
-
     def forward(self, x):
-        x = self._prepare(x)
-        out = self._pool(x)
-        self.cache = (x, out)
-        return out
-
-    def _pool(self, x, out=None):
-        """The pooled values (no cache), in a new array in ``x``'s memory order or in ``out``."""
-        for k, (_, _, sl) in enumerate(self._window_slices(x.shape)):
-            if k > 0:
-                np.maximum(out, x[sl], out=out)
-            elif out is None:
-                out = x[sl].copy(order="K")  # a new array, in x's memory order
-            else:
-                np.copyto(out, x[sl])
-        return out
+        x = self._check_forward_input(x)
+        k = self.kernel_size
+        win = windows(x, k, self.stride)                            # (N, C, H_out, W_out, K, K)
+        flat = win.reshape(win.shape[:4] + (k * k,))                # each window as one row
+        argmax = flat.argmax(axis=-1)                               # the first maximum of each window
+        self.cache = (x.shape, x.dtype, argmax)
+        return np.take_along_axis(flat, argmax[..., None], axis=-1)[..., 0]
 
     def backward(self, dout):
-        x, out = self._cached()
-        dout = _as_float(self._check_dout(dout, out.shape), x.dtype)
-        tiles = self._windows_tile(x.shape)
-        # Same shape and memory order as the input; no zero-fill if every entry gets written.
-        dx = np.empty_like(x) if tiles else np.zeros_like(x)
-        slices = [sl for _, _, sl in self._window_slices(x.shape)]
-        unserved = None                  # windows whose maximum has not been found yet
-        for i, sl in enumerate(slices):
-            winner = x[sl] == out        # a new array in out's memory order, like every operand here
-            if unserved is not None:
-                winner &= unserved       # only the first maximum of each window
-            if i < len(slices) - 1:      # (winner is a subset of unserved)
-                unserved = ~winner if unserved is None else np.logical_xor(unserved, winner, out=unserved)
-            if tiles:
-                np.multiply(dout, winner, out=dx[sl])
-            else:                        # overlapping windows add up; leftovers stay 0
-                dx[sl] += dout * winner
+        x_shape, dtype, argmax = self._cached()
+        k, s = self.kernel_size, self.stride
+        _, _, h_out, w_out = self.output_shape(x_shape)
+        dout = self._check_dout(dout, argmax.shape, dtype)
+        dx = np.zeros(x_shape, dtype=dtype)
+        for u in range(k):
+            for v in range(k):
+                won = argmax == u * k + v                           # windows whose maximum sits at (u, v)
+                dx[:, :, u:u + s * h_out:s, v:v + s * w_out:s] += dout * won
         return dx
 
 
@@ -678,14 +386,12 @@ class Linear(Layer):
 
     def __init__(self, in_features: int, out_features: int, dtype=np.float32, rng=None):
         super().__init__()
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if int(value) != value or value < 1:
-                raise ValueError(f"Linear: {name} must be an integer >= 1, got {value!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = _positive_int("Linear", "in_features", in_features)
+        self.out_features = _positive_int("Linear", "out_features", out_features)
         rng = np.random.default_rng(rng)
         self.params["W"] = uniform_fan_in((self.out_features, self.in_features), self.in_features, rng, dtype)
         self.params["b"] = uniform_fan_in((self.out_features,), self.in_features, rng, dtype)
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
 
     def get_config(self):
         return dict(in_features=self.in_features, out_features=self.out_features)
@@ -707,15 +413,13 @@ class Linear(Layer):
                 f"Linear expects input of shape (N, {self.in_features}), got {x.shape}. "
                 "Put a Flatten() before it if the input is an image batch.")
         self.cache = x
-        out = x @ W.T
-        out += b
-        return out
+        return x @ W.T + b
 
     def backward(self, dout, input_grad: bool = True):
-        """Set ``grads`` and return ``dL/dx`` (None with ``input_grad=False``, as in :class:`Conv2D`)."""
+        """Set ``grads`` and return ``dx`` (None with ``input_grad=False``, as in :class:`Conv2D`)."""
         x = self._cached()
         W = self.params["W"]
-        dout = _as_float(self._check_dout(dout, (x.shape[0], self.out_features)), W.dtype)
+        dout = self._check_dout(dout, (x.shape[0], self.out_features), W.dtype)
         self.grads["W"] = dout.T @ x
         self.grads["b"] = dout.sum(axis=0)
         return dout @ W if input_grad else None
@@ -735,87 +439,54 @@ class Flatten(Layer):
         if x.ndim < 2:
             raise ValueError(f"Flatten expects a batch (N, ...) with at least 2 dimensions, got shape {x.shape}")
         self.cache = x.shape
-        return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))   # (not -1: N may be 0)
+        return x.reshape(self.output_shape(x.shape))   # (not -1: N may be 0)
 
     def backward(self, dout):
         shape = self._cached()
-        dout = self._check_dout(dout, self.output_shape(shape))
-        return dout.reshape(shape)
+        return self._check_dout(dout, self.output_shape(shape)).reshape(shape)
 
 
 class Tanh(Layer):
     r"""Hyperbolic tangent, elementwise: ``out = tanh(x)``; ``dx = dout * (1 - out^2)``.
 
-    float32 inputs with at least :attr:`RATIONAL_MIN_FEATURES` numbers per image (C1's and
-    C3's maps) go through :func:`lenet_core.fastmath.tanh`, a rational function accurate to a
-    few units in the last place that needs only multiplications, additions and one division
-    (on the book's machine 1.5-1.9x faster than ``np.tanh``). Smaller ones (C5, F6: the
-    rational function's twenty NumPy calls cost about 50 us however few numbers they get)
-    and float64 use ``np.tanh``. The choice depends on one image's shape, never on the batch
-    size or on how a convolution cuts its output into chunks.
-    Any shape in, same shape out. Cache: the output ``out``.
+    Any shape in, same shape out. Cache: the output ``out`` (the derivative is a
+    function of it).
     """
 
-    RATIONAL_MIN_FEATURES = 1024
-
     def forward(self, x):
-        x = _as_float(x)
-        out = self._tanh(x, None, x.size // x.shape[0] if x.ndim and x.shape[0] else x.size)
+        out = np.tanh(_as_float(x))
         self.cache = out
         return out
 
-    @classmethod
-    def _apply_in_place(cls, a, features):
-        """``a <- tanh(a)``, for a piece of an output with ``features`` numbers per image:
-        how :meth:`Conv2D.forward_then` fuses this layer."""
-        cls._tanh(a, a, features)
-
-    @classmethod
-    def _tanh(cls, x, out, features):
-        if x.dtype == np.float32 and features >= cls.RATIONAL_MIN_FEATURES:
-            return fastmath.tanh(x, out)
-        return np.tanh(x, out=out)
-
     def backward(self, dout):
         out = self._cached()
-        dout = self._check_dout(dout, out.shape)
-        grad = out * out                 # one new array, reused in place for the next steps
-        np.subtract(1, grad, out=grad)   # 1 - out^2
-        grad *= dout
-        return grad
+        return self._check_dout(dout, out.shape) * (1 - out ** 2)
 
 
 class ReLU(Layer):
     r"""Rectified linear unit, elementwise: ``out = max(x, 0)``; ``dx = dout * [x > 0]``.
 
-    The derivative at exactly 0 is taken as 0, as in PyTorch.
-    Any shape in, same shape out. Cache: the output ``out``, which is positive exactly where
-    ``x`` is: the backward pass reads its mask ``out > 0`` from it, so a forward pass that
-    is never followed by a backward one (inference) makes one pass over memory, not two.
+    The derivative at exactly 0 is taken as 0, as in PyTorch. Any shape in, same shape
+    out. Cache: the output ``out``, which is positive exactly where ``x`` is, so the
+    backward pass reads its mask from it.
     """
 
     def forward(self, x):
         x = _as_float(x)
-        out = np.maximum(x, x.dtype.type(0))   # a ufunc: keeps x's memory order
+        out = np.maximum(x, x.dtype.type(0))
         self.cache = out
         return out
 
-    @staticmethod
-    def _apply_in_place(a, features=None):
-        """``a <- max(a, 0)``: how :meth:`Conv2D.forward_then` fuses this layer."""
-        np.maximum(a, a.dtype.type(0), out=a)
-
     def backward(self, dout):
         out = self._cached()
-        dout = self._check_dout(dout, out.shape)
-        return dout * (out > 0)          # a bool factor: 10x faster here than np.where(out > 0, dout, 0)
+        return self._check_dout(dout, out.shape) * (out > 0)
 
 
 class Sigmoid(Layer):
     r"""Logistic sigmoid, elementwise: ``out = 1 / (1 + exp(-x))``; ``dx = dout * out * (1 - out)``.
 
-    Computed as ``(1 + tanh(x / 2)) / 2``, which never overflows. Any shape in, same
-    shape out. Cache: the output ``out``.
+    Computed as ``(1 + tanh(x / 2)) / 2``, the same function, which never overflows. Any
+    shape in, same shape out. Cache: the output ``out``.
     """
 
     def forward(self, x):
@@ -827,8 +498,7 @@ class Sigmoid(Layer):
 
     def backward(self, dout):
         out = self._cached()
-        dout = self._check_dout(dout, out.shape)
-        return dout * out * (1 - out)
+        return self._check_dout(dout, out.shape) * out * (1 - out)
 
 
 class Dropout(Layer):
@@ -869,21 +539,30 @@ class Dropout(Layer):
         kind, value = self._cached()
         if kind == "identity":
             return self._check_dout(dout, value).copy()
-        dout = self._check_dout(dout, value.shape)
-        return dout * value
+        return self._check_dout(dout, value.shape) * value
 
 
-_LAYER_TYPES = {cls.__name__: cls for cls in
-                (Conv2D, AvgPool2D, MaxPool2D, Linear, Flatten, Tanh, ReLU, Sigmoid, Dropout)}
+#: The layer types a saved architecture may name (checkpoints, ``Sequential.from_config``).
+LAYER_TYPES = {cls.__name__: cls for cls in
+               (Conv2D, AvgPool2D, MaxPool2D, Linear, Flatten, Tanh, ReLU, Sigmoid, Dropout)}
+
+
+def layer_type(layer) -> str:
+    """The name a saved architecture uses for ``layer``: its class, or for a subclass (the fast
+    engine's layers, a reader's experiments) the first ancestor in :data:`LAYER_TYPES`."""
+    for cls in type(layer).__mro__:
+        if LAYER_TYPES.get(cls.__name__) is cls:
+            return cls.__name__
+    return type(layer).__name__
 
 
 def build_layer(config: dict, dtype=np.float32) -> Layer:
     """Rebuild a layer from ``{"type": name, **get_config()}`` (used by checkpoints)."""
     config = dict(config)
     name = config.pop("type", None)
-    if name not in _LAYER_TYPES:
-        raise ValueError(f"unknown layer type {name!r}; known types: {', '.join(sorted(_LAYER_TYPES))}")
-    cls = _LAYER_TYPES[name]
+    if name not in LAYER_TYPES:
+        raise ValueError(f"unknown layer type {name!r}; known types: {', '.join(sorted(LAYER_TYPES))}")
+    cls = LAYER_TYPES[name]
     if cls in (Conv2D, Linear):
         config["dtype"] = dtype
     return cls(**config)

@@ -5,6 +5,7 @@ import numpy as np
 
 from .init import initialize
 from .layers import AvgPool2D, Conv2D, Dropout, Flatten, Layer, Linear, MaxPool2D, ReLU, Sigmoid, Tanh
+from .fast import ENGINES, to_fast
 from .network import Sequential
 
 __all__ = ["lenet5", "mlp", "LENET5_VARIANTS"]
@@ -13,8 +14,14 @@ __all__ = ["lenet5", "mlp", "LENET5_VARIANTS"]
 LENET5_VARIANTS = ("classic", "modern")
 
 
+def _on_engine(model: Sequential, engine: str) -> Sequential:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose 'fast' (the default) or 'plain'")
+    return to_fast(model) if engine == "fast" else model
+
+
 def lenet5(variant: str = "classic", seed=None, dtype=np.float32, init: str = "default",
-           dropout: float = 0.0) -> Sequential:
+           dropout: float = 0.0, engine: str = "fast") -> Sequential:
     """LeNet-5 for 1x32x32 inputs (MNIST digits padded by 2 pixels on each side).
 
     ``classic`` follows LeCun et al. (1998): C1 6@5x5 -> tanh -> S2 2x2 average pool ->
@@ -24,7 +31,9 @@ def lenet5(variant: str = "classic", seed=None, dtype=np.float32, init: str = "d
     the paper's RBF units). ``modern`` keeps every shape and swaps in ReLU and 2x2 max
     pooling. ``dropout > 0`` adds dropout before the last two linear layers.
     ``seed`` makes the initial weights reproducible; ``init`` picks the scheme
-    (see :mod:`lenet_core.init`).
+    (see :mod:`lenet_core.init`). ``engine="fast"`` (the default) computes with the fast
+    engine's twins of the layers, ``"plain"`` with the layers of :mod:`lenet_core.layers`
+    themselves; both give the same numbers (see :mod:`lenet_core.fast`).
     """
     if variant not in LENET5_VARIANTS:
         raise ValueError(f"unknown LeNet-5 variant {variant!r}; choose 'classic' or 'modern'")
@@ -45,14 +54,15 @@ def lenet5(variant: str = "classic", seed=None, dtype=np.float32, init: str = "d
     model = Sequential(layers, name=f"lenet5-{variant}", input_shape=(1, 1, 32, 32))
     if init != "default":
         initialize(model, init, seed=rng)
-    return model
+    return _on_engine(model, engine)
 
 
-def mlp(sizes=(784, 300, 100, 10), activation: str = "relu", seed=None, dtype=np.float32) -> Sequential:
+def mlp(sizes=(784, 300, 100, 10), activation: str = "relu", seed=None, dtype=np.float32,
+        engine: str = "fast") -> Sequential:
     """A multilayer perceptron baseline, e.g. 784-300-100-10 as in earlier from-scratch attempts.
 
     Starts with :class:`Flatten`, so it takes images (N, 1, 28, 28) or rows (N, 784).
-    ``activation`` is ``"relu"``, ``"tanh"`` or ``"sigmoid"``.
+    ``activation`` is ``"relu"``, ``"tanh"`` or ``"sigmoid"``; ``engine`` as in :func:`lenet5`.
     """
     acts = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid}
     if activation not in acts:
@@ -65,4 +75,5 @@ def mlp(sizes=(784, 300, 100, 10), activation: str = "relu", seed=None, dtype=np
         layers.append(Linear(a, b, dtype=dtype, rng=rng))
         if i < len(sizes) - 2:
             layers.append(acts[activation]())
-    return Sequential(layers, name="mlp-" + "-".join(map(str, sizes)), input_shape=(1, sizes[0]))
+    return _on_engine(Sequential(layers, name="mlp-" + "-".join(map(str, sizes)), input_shape=(1, sizes[0])),
+                      engine)

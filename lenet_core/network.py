@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import _Pool2D, Conv2D, Layer, build_layer
+from .layers import Layer, build_layer, layer_type
 
 __all__ = ["Sequential", "eval_mode"]
 
@@ -27,41 +27,29 @@ class Sequential:
 
     # -- running ----------------------------------------------------------
     def forward(self, x):
-        """Every layer's forward in turn. A :class:`Conv2D` followed by its activation runs
-        as ``conv.forward_then(x, activation)``: the same numbers and caches, but in eval
-        mode the activation is applied to the convolution's output piece by piece while it
-        is still in the CPU's cache (see :meth:`Conv2D.forward_then`)."""
-        return self._run(x, fuse_pooling=False)
+        """Every layer's forward in turn: ``out = layers[-1](... layers[1](layers[0](x)))``."""
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
 
     __call__ = forward
 
     def infer(self, x):
         """``forward(x)`` when no backward pass will follow (prediction, evaluation): the same
-        numbers, computed with one more fusion -- a :class:`Conv2D`, its activation and the
-        pooling after it run as ``conv.infer_then(x, activation, pool)``, which in eval mode
-        pools each chunk of the activated maps while it is in the CPU's cache and writes
-        only the pooled maps to memory. Every layer's cache is left empty, so a ``backward``
-        after ``infer`` raises an error instead of using stale values."""
+        numbers, and then every layer's cache is dropped, so that the memory is freed and a
+        ``backward`` after ``infer`` raises an error instead of using stale values."""
         try:
-            return self._run(x, fuse_pooling=True)
+            return self.forward(x)
         finally:
             for layer in self.layers:
                 layer.cache = None
 
-    def _run(self, x, fuse_pooling: bool):
-        layers, i = self.layers, 0
-        while i < len(layers):
-            layer, rest = layers[i], len(layers) - i - 1
-            if isinstance(layer, Conv2D) and fuse_pooling and rest >= 2 and isinstance(layers[i + 2], _Pool2D):
-                x = layer.infer_then(x, layers[i + 1], layers[i + 2])
-                i += 3
-            elif isinstance(layer, Conv2D) and rest >= 1:
-                x = layer.forward_then(x, layers[i + 1])
-                i += 2
-            else:
-                x = layer.forward(x)
-                i += 1
-        return x
+    def output_shape(self, input_shape) -> tuple:
+        """The shape of ``forward``'s result for an input of ``input_shape`` (batch axis included)."""
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            shape = layer.output_shape(shape)
+        return shape
 
     def forward_trace(self, x) -> list:
         """Run forward and return ``[x, out_0, out_1, ...]``: the input and every layer's output.
@@ -145,7 +133,7 @@ class Sequential:
     # -- saving and restoring ---------------------------------------------
     def get_config(self) -> list[dict]:
         """The architecture: ``[{"type": "Conv2D", "in_channels": 1, ...}, ...]``."""
-        return [dict(type=type(layer).__name__, **layer.get_config()) for layer in self.layers]
+        return [dict(type=layer_type(layer), **layer.get_config()) for layer in self.layers]
 
     @classmethod
     def from_config(cls, config, dtype=np.float32, name="sequential", input_shape=None):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .layers import layer_type
+
 __all__ = ["require_torch", "torch_available", "to_torch_module", "to_torch_state_dict",
            "load_torch_state_dict"]
 
@@ -39,7 +41,7 @@ def to_torch_module(model, dtype=None):
     nn = torch.nn
     mods = []
     for layer in model.layers:
-        kind, cfg = type(layer).__name__, layer.get_config()
+        kind, cfg = layer_type(layer), layer.get_config()
         if kind == "Conv2D":
             mods.append(nn.Conv2d(cfg["in_channels"], cfg["out_channels"], cfg["kernel_size"],
                                   stride=cfg["stride"], padding=cfg["padding"]))

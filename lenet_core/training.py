@@ -154,13 +154,12 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
     n = len(x)
     n_batches = -(-n // batch_size)
 
-    with _runner(model, processes) as runner:   # one process per core, BLAS on one thread each
-        model = runner.model                    # the Sequential, even if a DataParallel was passed
+    with DataParallel(model, processes) as parallel:   # each batch split over the cores (lenet_core.parallel)
         for e in range(start_epoch, epochs):
             t0 = time.perf_counter()
             if schedule is not None:
                 optimizer.lr = float(schedule(e))
-            runner.train()
+            model.train()
             total_loss, total_correct, seen = 0.0, 0, 0
             batches = iterate_minibatches(x, y, batch_size, shuffle=True,
                                           seed=np.random.default_rng([int(seed), e]))
@@ -169,9 +168,10 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
             try:
                 for step, (xb, yb) in enumerate(batches, start=1):
                     with np.errstate(over="ignore", invalid="ignore"):
-                        loss, correct = train_step(runner, optimizer, loss_fn, xb, yb)
-                    if correct is None:
+                        loss, correct = _gradients(parallel, loss_fn, xb, yb)
+                    if not math.isfinite(loss):
                         raise TrainingDiverged(e + 1, step, optimizer.steps + 1, loss, optimizer.lr, history)
+                    optimizer.step()
                     total_loss += loss * len(xb)
                     total_correct += correct
                     seen += len(xb)
@@ -182,11 +182,10 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
                 record = dict(epoch=e + 1, train_loss=total_loss / seen, train_acc=total_correct / seen,
                               lr=float(optimizer.lr))
                 if x_val is not None:
-                    val_loss, val_acc = evaluate(runner, x_val, y_val, batch_size=eval_batch_size, loss_fn=loss_fn)
+                    val_loss, val_acc = _evaluate(parallel, x_val, y_val, eval_batch_size, loss_fn)
                     record.update(val_loss=val_loss, val_acc=val_acc)
                     bar.set_postfix(loss=f"{record['train_loss']:.4f}", acc=f"{record['train_acc']:.4f}",
                                     val_loss=f"{val_loss:.4f}", val_acc=f"{val_acc:.4f}", refresh=False)
-                model.train()
             finally:
                 bar.close()
             record["seconds"] = time.perf_counter() - t0
@@ -205,9 +204,17 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
 # ---------------------------------------------------------------------------
 
 
-def _runner(model, processes):
-    """``model`` wrapped to split its batches over ``processes`` processes (see :mod:`.parallel`)."""
-    return model if isinstance(model, DataParallel) else DataParallel(model, processes)
+def _gradients(parallel, loss_fn, xb, yb):
+    """Forward, loss and backward of one batch, the gradients left in the model's layers:
+    ``(loss, number correct)``. The softmax cross-entropy is split over the processes
+    (:meth:`DataParallel.train_step`); another loss runs in this process."""
+    if type(loss_fn) is SoftmaxCrossEntropy:
+        return parallel.train_step(xb, yb)
+    logits = parallel.model.forward(xb)
+    loss = loss_fn(logits, yb)
+    if math.isfinite(loss):
+        parallel.model.backward(loss_fn.backward(), input_grad=False)
+    return loss, int((logits.argmax(axis=1) == yb).sum())
 
 
 def _batches(n, batch_size):
@@ -218,12 +225,22 @@ def _batches(n, batch_size):
         yield slice(start, start + batch_size)
 
 
+def _evaluate(parallel, x, y, batch_size, loss_fn):
+    total_loss, correct = 0.0, 0
+    with eval_mode(parallel.model):
+        for sl in _batches(len(x), batch_size):
+            logits = parallel.infer(x[sl])
+            total_loss += loss_fn(logits, y[sl]) * len(y[sl])
+            correct += int((logits.argmax(axis=1) == y[sl]).sum())
+    return total_loss / len(x), correct / len(x)
+
+
 def predict_logits(model, x, batch_size=1000, processes=None) -> np.ndarray:
     """Raw outputs ``(N, 10)`` in eval mode, computed ``batch_size`` images at a time
     (each batch split over ``processes`` processes, as in :func:`fit`)."""
     x = np.asarray(x)
-    with _runner(model, processes) as runner, eval_mode(runner):
-        outs = [np.asarray(runner.infer(x[sl])) for sl in _batches(len(x), batch_size)]
+    with DataParallel(model, processes) as parallel, eval_mode(model):
+        outs = [np.asarray(parallel.infer(x[sl])) for sl in _batches(len(x), batch_size)]
     if not outs:
         raise ValueError("predict needs at least one input")
     return np.concatenate(outs)
@@ -244,13 +261,8 @@ def evaluate(model, x, y, batch_size=1000, loss_fn=None, processes=None) -> tupl
     (each split over ``processes`` processes, as in :func:`fit`)."""
     x, y = _check_xy(x, y)
     loss_fn = SoftmaxCrossEntropy() if loss_fn is None else loss_fn
-    total_loss, correct = 0.0, 0
-    with _runner(model, processes) as runner, eval_mode(runner):
-        for sl in _batches(len(x), batch_size):
-            logits = runner.infer(x[sl])
-            total_loss += loss_fn(logits, y[sl]) * len(y[sl])
-            correct += int((logits.argmax(axis=1) == y[sl]).sum())
-    return total_loss / len(x), correct / len(x)
+    with DataParallel(model, processes) as parallel:
+        return _evaluate(parallel, x, y, batch_size, loss_fn)
 
 
 def accuracy(y_true, y_pred) -> float:

@@ -1,4 +1,5 @@
-"""Every layer's forward and backward pass, checked against central differences and the loop reference."""
+"""The plain layers (lenet_core.layers): every forward and backward pass checked against central
+differences and the loop reference, and the contract every layer keeps."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -66,21 +67,6 @@ def test_conv_input_gradient_when_windows_tile_the_input(k, s, p, h, w):
     dx = conv.backward(dout)
     rdx, _, _ = ref.conv2d_backward_naive(dout, x, conv.params["W"], s, p)
     np.testing.assert_allclose(dx, rdx, rtol=1e-10, atol=1e-12)
-
-
-@pytest.mark.parametrize("n", [1, 15, 16, 17, 40])
-@pytest.mark.parametrize("padding", [0, 2])
-def test_conv_batch_last_copy_in_blocks_of_images(n, padding):
-    """The input is copied to (C, H, W, N) order 16 images at a time: check every block size."""
-    rng = np.random.default_rng(n)
-    x = rng.standard_normal((n, 2, 6, 5))
-    np.testing.assert_array_equal(L._batch_last(x), x.transpose(1, 2, 3, 0))
-    conv = f64(L.Conv2D(2, 3, 3, 1, padding, rng=rng))
-    expected = ref.conv2d_forward_naive(x, conv.params["W"], conv.params["b"], 1, padding)
-    np.testing.assert_allclose(conv.forward(x), expected, rtol=1e-10, atol=1e-12)
-    # an input that already is batch-last in memory (a transposed view) takes the other path
-    x_bl = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
-    np.testing.assert_allclose(conv.forward(x_bl), expected, rtol=1e-10, atol=1e-12)
 
 
 @st.composite
@@ -298,52 +284,3 @@ def test_rel_error_behaviour():
     assert rel_error(a, a) == 0
     assert rel_error(a, -a) == 1
     assert 1e-9 < rel_error(a, a * (1 + 1e-8)) < 1e-7
-
-
-@pytest.mark.parametrize("c, f, k, s, p, hw, n", [(1, 6, 5, 1, 0, 32, 40), (6, 16, 5, 1, 0, 14, 23),
-                                                   (3, 4, 3, 2, 1, 11, 17)])
-def test_conv_eval_mode_row_chunks_match_the_single_product(monkeypatch, c, f, k, s, p, hw, n):
-    """Inference builds im2col a few output rows at a time when it would be large; the
-    outputs, and a backward pass after such a forward, equal those of the one-product path."""
-    rng = np.random.default_rng(0)
-    conv = L.Conv2D(c, f, k, stride=s, padding=p, rng=1)
-    x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
-    out_train = np.array(conv.train().forward(x))
-    dout = rng.standard_normal(out_train.shape).astype(np.float32)
-    dx_train = np.array(conv.backward(dout))
-    grads_train = {key: g.copy() for key, g in conv.grads.items()}
-    monkeypatch.setattr(L, "_INFERENCE_CHUNK_BYTES", 1)          # one output row per chunk
-    out_eval = conv.eval().forward(x)
-    assert conv.cache[0] is None, "the chunked path should have run"
-    np.testing.assert_allclose(out_eval, out_train, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(conv.backward(dout), dx_train, rtol=1e-5, atol=1e-5)
-    for key in grads_train:
-        np.testing.assert_allclose(conv.grads[key], grads_train[key], rtol=1e-5, atol=1e-4)
-    monkeypatch.setattr(L, "_INFERENCE_CHUNK_BYTES", 3 * c * k * k * conv.output_shape(x.shape)[3] * n * 4)
-    np.testing.assert_allclose(conv.forward(x), out_train, rtol=1e-5, atol=1e-5)   # 3 rows per chunk
-
-
-def test_tanh_chooses_its_function_by_one_images_size_never_by_the_batch(monkeypatch):
-    """float32 maps of >= RATIONAL_MIN_FEATURES numbers per image use the rational function,
-    smaller ones np.tanh; an image gets bit-identical activations alone or in any batch."""
-    from lenet_core import fastmath
-    rng = np.random.default_rng(0)
-    layer = L.Tanh()
-    big = (rng.standard_normal((40, 16, 10, 10)) * 2).astype(np.float32)     # 1,600 per image (C3)
-    small = (rng.standard_normal((40, 120)) * 2).astype(np.float32)          # 120 per image (C5)
-    np.testing.assert_array_equal(layer.forward(big), fastmath.rational_tanh(big))
-    np.testing.assert_array_equal(layer.forward(small), np.tanh(small))
-    for x in (big, small):
-        together = layer.forward(x)
-        for i in (0, 17):
-            np.testing.assert_array_equal(layer.forward(x[i:i + 1])[0], together[i])
-    x64 = big.astype(np.float64)
-    np.testing.assert_array_equal(layer.forward(x64), np.tanh(x64))
-
-
-def test_conv_infer_then_on_too_small_an_input_or_batch_says_so():
-    from lenet_core.models import lenet5
-    model = lenet5("classic", seed=0).eval()
-    with pytest.raises(ValueError, match="smaller than"):
-        model.infer(np.zeros((2, 1, 4, 4), np.float32))
-    assert model.infer(np.zeros((0, 1, 32, 32), np.float32)).shape == (0, 10)

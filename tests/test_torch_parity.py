@@ -33,12 +33,13 @@ def digits(mnist_10k_dir):
     return x, labels[:32].astype(np.int64)
 
 
+@pytest.mark.parametrize("engine", ["plain", "fast"])
 @pytest.mark.parametrize("variant", ["classic", "modern"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_lenet5_logits_loss_and_every_gradient_match(variant, dtype, digits):
+def test_lenet5_logits_loss_and_every_gradient_match(variant, dtype, engine, digits):
     x, y = digits
     x = x.astype(dtype)
-    model = lc.lenet5(variant, seed=11, dtype=dtype)
+    model = lc.lenet5(variant, seed=11, dtype=dtype, engine=engine)
     twin = to_torch_module(model)
     tol = TOL32 if dtype == np.float32 else 1e-10
 

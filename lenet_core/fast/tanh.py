@@ -1,11 +1,11 @@
-r"""A float32 ``tanh`` made of the cheapest operations NumPy has.
+r"""A float32 ``tanh`` made of the cheapest operations NumPy has: the fast engine's ``tanh``.
 
-Why. Classic LeNet-5 applies ``tanh`` to about 6,500 numbers per image, and on the
-2-core AMD machine of ``benchmarks/README.md`` NumPy's float32 ``np.tanh`` costs about
-6 ns per number (``np.exp`` is nearly as slow there; other CPUs do far better), while a
-multiplication or an addition over an array costs about 0.2 ns. That made ``tanh``
-nearly half of the classic network's inference time. A rational function --
-a ratio of two polynomials -- needs only multiplications, additions and one division.
+Why. ``np.tanh`` evaluates an exponential-like function per number, which on some CPUs
+costs as much as twenty multiplications or additions over an array (chapter 10 times
+both on the reader's machine; ``benchmarks/README.md`` has the book machine's numbers).
+Classic LeNet-5 applies ``tanh`` to about 6,500 numbers per image, so on such CPUs it is
+a large part of the network's time. A rational function -- a ratio of two polynomials --
+needs only multiplications, additions and one division.
 
 What. For ``|x| <= X_MAX = 9`` (beyond which float32 ``tanh`` is exactly +-1)::
 
@@ -17,19 +17,18 @@ The coefficients (:data:`TANH_P`, :data:`TANH_Q`) minimize the largest *relative
 error on ``(0, X_MAX]`` (:func:`fit_tanh_rational` recomputes them): about 2e-8 in
 exact arithmetic, below float32's resolution (6e-8 near 1). Evaluated in float32 by
 Horner's rule, the result is within a few units in the last place of the exact
-``tanh``: at most 6.4 ulp and 3.8e-7 absolute, 0.08 ulp on average, over every float32
-in [0, 9.5] (NumPy's own: up to about 1.4 ulp). It keeps its
-sign, is exact at 0, saturates to exactly +-1, and passes NaN through. The last step
-clips it to ``[-1, 1]`` so that ``1 - tanh(x)^2``, the derivative, is never negative.
+``tanh`` over every float32 in [0, 9.5] (the tests check the bound: 8 ulp and 4e-7).
+It keeps its sign, is exact at 0, saturates to exactly +-1, and passes NaN through.
+The last step clips it to ``[-1, 1]`` so that ``1 - tanh(x)^2``, the derivative, is
+never negative.
 
-How fast. Twenty elementwise passes, each over a block of 65,536 numbers that stays
-in the CPU's caches: 3.3-4.5 ns per number against ``np.tanh``'s 6.2-6.6 on that
-machine, depending on the run (over whole arrays, the same passes are slower than
-``np.tanh``; on a CPU whose ``np.tanh`` is fast this one can be the slower: chapter 10
-lets you time both). The twenty calls also cost about 50 us however small the array,
-which :class:`~lenet_core.layers.Tanh` takes into account. :func:`tanh` sends other
-dtypes (float64 for gradient checks) to ``np.tanh``; :func:`rational_tanh` is the
-rational function alone.
+How. Twenty elementwise passes, each over a block of :data:`BLOCK` numbers that stays
+in the CPU's caches (over whole arrays the same passes would go to memory and back
+twenty times). The twenty NumPy calls have a fixed cost, so small arrays are better
+left to ``np.tanh``: :class:`~lenet_core.fast.layers.FastTanh` decides by the size of
+one image's activations, never by the batch size. :func:`tanh` sends other dtypes
+(float64 for gradient checks) to ``np.tanh``; :func:`rational_tanh` is the rational
+function alone.
 """
 from __future__ import annotations
 
@@ -58,10 +57,6 @@ def tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``tanh(x)`` elementwise, same shape and memory order as ``x``; ``out`` may be ``x``.
 
     float32: :func:`rational_tanh`; any other dtype (float64 for gradient checks): ``np.tanh``.
-    The twenty NumPy calls of the rational function cost about 50 us on the book's machine
-    however few numbers they get, so for fewer than about 16,000 numbers ``np.tanh`` is
-    faster there; :class:`~lenet_core.layers.Tanh` decides by the size of one image's
-    activations, so that the choice never depends on the batch size.
     """
     x = np.asarray(x)
     if x.dtype == np.float32 and (out is None or getattr(out, "dtype", None) == np.float32):
@@ -122,7 +117,7 @@ def _blocks(x, out, block):
     together covering both arrays.
 
     Arrays contiguous in some axis order -- e.g. the (N, C, H, W) views of batch-last
-    memory that :class:`~lenet_core.layers.Conv2D` returns -- are cut into flat runs;
+    memory that :class:`~lenet_core.fast.layers.FastConv2D` returns -- are cut into flat runs;
     others (a slice of rows of such an array) along their outermost axis in memory.
     """
     order = sorted(range(x.ndim), key=lambda axis: -abs(x.strides[axis]))

@@ -1,10 +1,10 @@
-"""The float32 tanh of lenet_core.fastmath: accuracy, special values, memory layouts."""
+"""The float32 tanh of lenet_core.fast.tanh: accuracy, special values, memory layouts."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lenet_core import fastmath
+from lenet_core.fast import tanh as fastmath
 
 
 def _ulp_error(y32, x32):
