@@ -197,34 +197,34 @@ class _WorkerState:
 
     def block(self, path, nbytes):
         if path not in self.blocks:
-            if len(self.blocks) > 8:              # blocks of finished sessions
-                self.blocks.clear()
             self.blocks[path] = _SharedBlock(nbytes, path)
+            while len(self.blocks) > 8:           # forget the oldest: blocks of finished sessions
+                self.blocks.pop(next(iter(self.blocks)))
         return self.blocks[path]
 
     def model(self, job):
-        """The network of ``job``, its parameters viewing the shared weights."""
+        """The network of ``job`` (its parameters viewing the shared weights) and those weights."""
         key = (job["architecture"], job["weights"])
         if key not in self.models:
-            if len(self.models) > 4:
-                self.models.clear()
             config, dtype, engine = pickle.loads(job["architecture"])
             model = Sequential.from_config(config, np.dtype(dtype))
             model = to_fast(model) if engine == "fast" else model
             weights = self.block(*job["weights"])
             for i, name, shape, offset in job["layout"]:
                 model.layers[i].params[name] = weights.array(offset, shape, dtype)
-            self.models[key] = model
-        model = self.models[key]
+            self.models[key] = (model, weights)
+            while len(self.models) > 4:
+                self.models.pop(next(iter(self.models)))
+        model, weights = self.models[key]
         for layer, training in zip(model.layers, job["modes"]):
             layer.training = training
-        return model
+        return model, weights
 
 
 def _run_task(kind, job, state: _WorkerState):
     if kind == "stats":
         return process_stats()
-    model = state.model(job)
+    model, weights = state.model(job)
     io = state.block(*job["io"])
     x = io.array(job["x_offset"], job["x_shape"], model.dtype)
     if kind == "infer":
@@ -232,7 +232,6 @@ def _run_task(kind, job, state: _WorkerState):
         np.copyto(io.array(job["out_offset"], logits.shape, model.dtype), logits)
         return None
     result = shard_step(model, x, job["labels"], job["batch_size"])
-    weights = state.block(*job["weights"])
     for (i, name, shape, offset) in job["layout"]:
         np.copyto(weights.array(offset + job["grads_offset"], shape, model.dtype), model.layers[i].grads[name])
     return result

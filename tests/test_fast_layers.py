@@ -65,8 +65,7 @@ def conv_cases(draw):
                 h=draw(st.integers(max(1, k - 2 * p), k - 2 * p + 9)),
                 w=draw(st.integers(max(1, k - 2 * p), k - 2 * p + 9)),
                 dtype=draw(st.sampled_from([np.float32, np.float64])),
-                training=draw(st.booleans()), chunk_bytes=draw(st.sampled_from([1, 700, None])),
-                seed=draw(st.integers(0, 2**16)))
+                training=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
 
 
 @SETTINGS
@@ -76,11 +75,29 @@ def test_conv_equals_the_plain_layer(case):
     plain, fast = twins(L.Conv2D(case["c"], case["f"], case["k"], case["s"], case["p"], dtype=case["dtype"],
                                  rng=rng))
     x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"])).astype(case["dtype"])
+    compare(plain, fast, x, case["dtype"], rng, training=case["training"])
+    assert fast.backward(np.ones(fast.output_shape(x.shape), case["dtype"]), input_grad=False) is None
+
+
+@SETTINGS
+@given(conv_cases(), st.sampled_from([L.Tanh, L.ReLU]), st.sampled_from([L.AvgPool2D, L.MaxPool2D]),
+       st.integers(1, 3), st.sampled_from([1, 700, 10**9]))
+def test_conv_activation_and_pool_in_chunks_equal_the_three_plain_layers(case, act, pool, k, chunk_bytes):
+    """Inference computes conv + activation + pool a few output rows at a time, in the cache."""
+    rng = np.random.default_rng(case["seed"])
+    plain, fast = twins(L.Conv2D(case["c"], case["f"], case["k"], case["s"], case["p"], dtype=case["dtype"],
+                                 rng=rng))
+    x = rng.standard_normal((case["n"], case["c"], case["h"] + 3, case["w"] + 3)).astype(case["dtype"])
+    _, _, h_out, w_out = plain.output_shape(x.shape)
+    if min(h_out, w_out) < k:
+        return
+    acts, pools = twins(act()), twins(pool(k))
+    expected = pools[0].forward(acts[0].forward(plain.forward(x)))
     with pytest.MonkeyPatch.context() as mp:
-        if case["chunk_bytes"] is not None:        # evaluation mode: a few output rows per product
-            mp.setattr(F, "INFERENCE_CHUNK_BYTES", case["chunk_bytes"])
-        compare(plain, fast, x, case["dtype"], rng, training=case["training"])
-        assert fast.backward(np.ones(fast.output_shape(x.shape), case["dtype"]), input_grad=False) is None
+        mp.setattr(F, "INFERENCE_CHUNK_BYTES", chunk_bytes)
+        fast.eval()
+        assert_same(fast.infer_then(x, acts[1], pools[1]), expected, case["dtype"], "infer_then")
+    assert fast.cache is None and acts[1].cache is None and pools[1].cache is None
 
 
 @st.composite
@@ -178,20 +195,22 @@ def test_batch_last_copy_in_blocks_of_images(n, padding):
 
 @pytest.mark.parametrize("c, f, k, s, p, hw, n", [(1, 6, 5, 1, 0, 32, 40), (6, 16, 5, 1, 0, 14, 23),
                                                    (3, 4, 3, 2, 1, 11, 17)])
-def test_eval_mode_row_chunks(monkeypatch, c, f, k, s, p, hw, n):
-    """Evaluation builds im2col a few output rows at a time when it would be large: the chunked
-    path really runs, and a backward pass after it rebuilds what it needs."""
+def test_inference_row_chunks_really_run(monkeypatch, c, f, k, s, p, hw, n):
+    """With a small chunk size the chunked path runs, a given number of rows per product."""
     rng = np.random.default_rng(0)
     plain, fast = twins(L.Conv2D(c, f, k, stride=s, padding=p, rng=1))
     x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
-    monkeypatch.setattr(F, "INFERENCE_CHUNK_BYTES", 1)              # one output row per product
-    compare(plain, fast, x, np.float32, rng, training=False)
-    fast.forward(x)
-    assert fast.cache[0] is None, "the chunked path should have run"
+    w_out = fast.output_shape(x.shape)[3]
     rows = 3
-    monkeypatch.setattr(F, "INFERENCE_CHUNK_BYTES", rows * c * k * k * fast.output_shape(x.shape)[3] * n * 4)
-    assert fast._rows_per_product(fast.output_shape(x.shape)[3], n, 4) == rows
-    assert_same(fast.forward(x), plain.forward(x), np.float32, "3 rows per product")
+    monkeypatch.setattr(F, "INFERENCE_CHUNK_BYTES", rows * c * k * k * w_out * n * 4)
+    assert fast._rows_per_product(w_out, n, 4) == rows
+    products = []
+    original = F.FastConv2D._product_of_rows
+    monkeypatch.setattr(F.FastConv2D, "_product_of_rows",
+                        lambda self, xp, i0, i1, *a: products.append(i1 - i0) or original(self, xp, i0, i1, *a))
+    expected = L.AvgPool2D(2).forward(np.tanh(plain.forward(x)))
+    assert_same(fast.eval().infer_then(x, F.FastTanh(), F.FastAvgPool2D(2)), expected, np.float32, "chunks")
+    assert products and max(products) <= rows
 
 
 def test_tanh_chooses_its_function_by_one_images_size_never_by_the_batch():

@@ -15,12 +15,11 @@ laid out and visited:
   convolution finds its input already batch-last and copies nothing.
 * **Reused buffers.** The im2col matrix is kept and reused by the next forward pass
   of the same shape instead of being allocated again.
-* **Chunks that stay in the cache** (evaluation mode only). When the im2col matrix of
-  a whole batch would be large, it is built and multiplied a few output rows at a
-  time in one small buffer (:data:`INFERENCE_CHUNK_BYTES`); :meth:`FastConv2D.forward_then`
-  applies the following activation to each chunk while it is in the cache, and
-  :meth:`FastConv2D.infer_then` (inference, no backward) pools it there too, so only
-  the pooled maps are written to memory.
+* **Chunks that stay in the cache** (inference only). :meth:`FastConv2D.infer_then`
+  builds the im2col matrix a few output rows at a time in one small buffer
+  (:data:`INFERENCE_CHUNK_BYTES`), adds the bias, applies the activation and the pooling
+  to each chunk while it is in the CPU's cache, and writes only the pooled maps to
+  memory (:meth:`~lenet_core.fast.network.FastSequential.infer`).
 * **A tanh from multiplications** (:class:`FastTanh`, see :mod:`lenet_core.fast.tanh`).
 * **Fewer temporaries**: in-place work on arrays the layer made itself (never on an
   input or on ``dout``), and no zero-fill where every entry is written anyway.
@@ -108,8 +107,7 @@ class FastConv2D(Conv2D):
         dcols = W2d.T @ dout2d, then col2im as K*K strided adds over whole rows of W_out*N numbers
                 (a mere rearrangement when the windows tile the input, as in C5)
 
-    Cache: ``cols`` (its buffer reused by the next forward of the same shape) and the input
-    shape; after a chunked evaluation-mode forward, the padded batch-last input instead.
+    Cache: ``cols`` (its buffer reused by the next forward of the same shape) and the input shape.
     """
 
     def __init__(self, *args, **kwargs):
@@ -117,15 +115,15 @@ class FastConv2D(Conv2D):
         self._cols = None   # the im2col work buffer, kept between steps
 
     def forward(self, x):
-        return self._forward(x, None)
-
-    def forward_then(self, x, activation):
-        """``activation.forward(self.forward(x))`` in one step: in eval mode, on a large batch,
-        the activation (a :class:`FastTanh` or :class:`FastReLU`) is applied to each chunk of
-        output rows right after its product, while the chunk is still in the CPU's cache.
-        Both layers' caches are set as if they had run one after the other, so ``backward``
-        works as usual."""
-        return self._forward(x, activation)
+        W, b = self.params["W"], self.params["b"]
+        x = self._check_forward_input(x)
+        n, f, h_out, w_out = self.output_shape(x.shape)
+        cols2d = self._im2col(self._padded_batch_last(x), h_out, w_out)
+        out = W.reshape(f, -1) @ cols2d                           # (F, Ho*Wo*N): one BLAS call
+        out += b[:, None]
+        self.cache = (cols2d, x.shape)
+        # (F, Ho, Wo, N) in memory, handed out as an (N, F, Ho, Wo) view: no transpose copy.
+        return out.reshape(f, h_out, w_out, n).transpose(3, 0, 1, 2)
 
     def infer_then(self, x, activation, pool):
         """``pool.forward(activation.forward(self.forward(x)))`` when no backward pass follows:
@@ -136,7 +134,7 @@ class FastConv2D(Conv2D):
         Fused only where it is exact: a fast activation, then a fast pool (not a subclass, whose
         own ``forward`` must run) whose stride equals its window (no window spans two chunks);
         otherwise, and in training mode, it is the plain composition."""
-        fusable = (not self.training and hasattr(activation, "apply_in_place")
+        fusable = (not self.training and type(activation) in (FastTanh, FastReLU)
                    and type(pool) in (FastAvgPool2D, FastMaxPool2D) and pool.stride == pool.kernel_size)
         x = _as_float(x, self.params["W"].dtype)
         _check_input(self, x, 4, "(N, C, H, W)", self.in_channels)
@@ -145,7 +143,7 @@ class FastConv2D(Conv2D):
         rows = max(s, self._rows_per_product(w_out, n, x.dtype.itemsize) // s * s)   # whole pooling windows
         if not fusable or rows >= h_out or min(h_out, w_out) < pool.kernel_size or n == 0:
             # (too small an input or batch: the layers themselves say what is wrong, if anything)
-            out = pool.forward(self.forward_then(x, activation))
+            out = pool.forward(activation.forward(self.forward(x)))
         else:
             out = self._infer_in_row_chunks(self._padded_batch_last(x), h_out, w_out, rows, activation, pool)
         self.cache = activation.cache = pool.cache = None
@@ -162,29 +160,6 @@ class FastConv2D(Conv2D):
         _copy_batch_last(x, xp[:, p:p + h, p:p + w, :])
         return xp
 
-    def _forward(self, x, activation):
-        W, b = self.params["W"], self.params["b"]
-        x = self._check_forward_input(x)
-        n, f, h_out, w_out = self.output_shape(x.shape)
-        xp = self._padded_batch_last(x)                           # (C, Hp, Wp, N), contiguous
-        rows = h_out if self.training else self._rows_per_product(w_out, n, W.dtype.itemsize)
-        fused = activation if hasattr(activation, "apply_in_place") else None
-        if rows >= h_out:
-            cols2d = self._im2col(xp, h_out, w_out)
-            out = W.reshape(f, -1) @ cols2d                       # (F, Ho*Wo*N): one BLAS call
-            out += b[:, None]
-            self.cache = (cols2d, x.shape, None)
-            fused = None
-        else:
-            out = self._forward_in_row_chunks(xp, h_out, w_out, rows, fused)
-            self.cache = (None, x.shape, xp)
-        # (F, Ho, Wo, N) in memory, handed out as an (N, F, Ho, Wo) view: no transpose copy.
-        out = out.reshape(f, h_out, w_out, n).transpose(3, 0, 1, 2)
-        if fused is not None:
-            fused.cache = out            # what its own forward would have cached: its output
-            return out
-        return out if activation is None else activation.forward(out)
-
     def _buffer(self, size, dtype):
         """A flat work buffer of ``size`` numbers, kept for the next call that asks for as many."""
         if self._cols is None or self._cols.size != size or self._cols.dtype != dtype:
@@ -200,7 +175,7 @@ class FastConv2D(Conv2D):
         return cols.reshape(c * k * k, h_out * w_out * n)
 
     def _rows_per_product(self, w_out, n, itemsize):
-        """Eval mode: how many output rows one product covers, so that their im2col columns
+        """Inference: how many output rows one product covers, so that their im2col columns
         take about ``INFERENCE_CHUNK_BYTES`` (at least one row)."""
         row_bytes = self.in_channels * self.kernel_size ** 2 * w_out * n * itemsize
         return max(1, INFERENCE_CHUNK_BYTES // max(1, row_bytes))
@@ -213,23 +188,6 @@ class FastConv2D(Conv2D):
         np.copyto(part, _window_view(xp[:, i0 * s:(i1 - 1) * s + k], k, s, i1 - i0, w_out))
         np.matmul(self.params["W"].reshape(f, c * k * k), part.reshape(c * k * k, -1),
                   out=out_rows.reshape(f, -1))             # a view: each f's rows are contiguous
-
-    def _forward_in_row_chunks(self, xp, h_out, w_out, rows, activation=None):
-        """``W2d @ cols + b`` computed ``rows`` output rows at a time, each chunk of ``cols``
-        built in the same small buffer, and ``activation`` applied to each chunk in place:
-        (F, Ho*Wo*N), equal to the one-product result."""
-        W, b = self.params["W"], self.params["b"]
-        f, c, k, n = self.out_channels, self.in_channels, self.kernel_size, xp.shape[3]
-        out = np.empty((f, h_out, w_out, n), dtype=W.dtype)
-        buffer = self._buffer(c * k * k * rows * w_out * n, W.dtype)
-        for i0 in range(0, h_out, rows):
-            i1 = min(h_out, i0 + rows)
-            chunk = out[:, i0:i1]
-            self._product_of_rows(xp, i0, i1, w_out, buffer, chunk)
-            chunk += b[:, None, None, None]
-            if activation is not None:
-                activation.apply_in_place(chunk, f * h_out * w_out)
-        return out.reshape(f, h_out * w_out * n)
 
     def _infer_in_row_chunks(self, xp, h_out, w_out, rows, activation, pool):
         """The pooled maps, (N, F, Ho // S, Wo // S) as a view of (F, Ho // S, Wo // S, N) memory,
@@ -255,13 +213,11 @@ class FastConv2D(Conv2D):
         return out.transpose(3, 0, 1, 2)
 
     def backward(self, dout, input_grad: bool = True):
-        cols2d, x_shape, xp = self._cached()
+        cols2d, x_shape = self._cached()
         W = self.params["W"]
         n, c, h, w = x_shape
         _, f, h_out, w_out = self.output_shape(x_shape)
         k, s, p = self.kernel_size, self.stride, self.padding
-        if cols2d is None:                                        # after a chunked forward
-            cols2d = self._im2col(xp, h_out, w_out)
         dout = self._check_dout(dout, (n, f, h_out, w_out), W.dtype)
         d2d = _batch_last(dout).reshape(f, h_out * w_out * n)    # no copy if dout came from us
 
@@ -397,7 +353,7 @@ class FastTanh(Tanh):
 
     def apply_in_place(self, a, features):
         """``a <- tanh(a)`` for a piece of an output with ``features`` numbers per image
-        (how :meth:`FastConv2D.forward_then` fuses this layer)."""
+        (how :meth:`FastConv2D.infer_then` fuses this layer)."""
         self._tanh(a, a, features)
 
     def _tanh(self, x, out, features):
@@ -416,7 +372,7 @@ class FastTanh(Tanh):
 
 class FastReLU(ReLU):
     """:class:`~lenet_core.layers.ReLU` that can also be applied in place to a chunk of a
-    convolution's output (how :meth:`FastConv2D.forward_then` fuses it)."""
+    convolution's output (how :meth:`FastConv2D.infer_then` fuses it)."""
 
     def apply_in_place(self, a, features=None):
         np.maximum(a, a.dtype.type(0), out=a)

@@ -20,43 +20,28 @@ _PLAIN_OF = {fast: plain for plain, fast in FAST_TWINS.items()}
 
 
 class FastSequential(Sequential):
-    """:class:`~lenet_core.network.Sequential` with two fusions of consecutive layers.
-
-    ``forward``: a :class:`FastConv2D` followed by its activation runs as
-    ``conv.forward_then(x, activation)`` -- the same numbers and caches, but in eval mode
-    the activation is applied to the convolution's output chunk by chunk while it is in
-    the CPU's cache. ``infer`` (no backward follows): a convolution, its activation and
-    the pooling after it run as ``conv.infer_then(x, activation, pool)``, which writes
-    only the pooled maps to memory; no cache is kept.
+    """:class:`~lenet_core.network.Sequential` whose ``infer`` (no backward follows) fuses a
+    :class:`FastConv2D`, its activation and the pooling after it: they run as
+    ``conv.infer_then(x, activation, pool)``, which computes the activated, pooled maps a
+    few rows at a time while they are in the CPU's cache and writes only the pooled maps
+    to memory. ``forward`` and ``backward`` are the plain loops over the fast layers.
     """
 
-    def forward(self, x):
-        return self._run(x, fuse_pooling=False)
-
-    __call__ = forward
-
     def infer(self, x):
-        try:
-            return self._run(x, fuse_pooling=True)
-        finally:
-            for layer in self.layers:
-                layer.cache = None
-
-    def _run(self, x, fuse_pooling: bool):
         layers, i = self.layers, 0
-        while i < len(layers):
-            layer, rest = layers[i], len(layers) - i - 1
-            if (type(layer) is FastConv2D and fuse_pooling and rest >= 2
-                    and type(layers[i + 2]) in (FastAvgPool2D, FastMaxPool2D)):
-                x = layer.infer_then(x, layers[i + 1], layers[i + 2])
-                i += 3
-            elif type(layer) is FastConv2D and rest >= 1:
-                x = layer.forward_then(x, layers[i + 1])
-                i += 2
-            else:
-                x = layer.forward(x)
-                i += 1
-        return x
+        try:
+            while i < len(layers):
+                if (type(layers[i]) is FastConv2D and i + 2 < len(layers)
+                        and type(layers[i + 2]) in (FastAvgPool2D, FastMaxPool2D)):
+                    x = layers[i].infer_then(x, layers[i + 1], layers[i + 2])
+                    i += 3
+                else:
+                    x = layers[i].forward(x)
+                    i += 1
+            return x
+        finally:
+            for layer in layers:
+                layer.cache = None
 
     @classmethod
     def from_config(cls, config, dtype=np.float32, name="sequential", input_shape=None):
