@@ -1,41 +1,41 @@
 """Data parallelism on the CPU: every batch split over one process per core.
 
 Why. NumPy runs every elementwise operation, every copy and every pooling step on one
-core; only the matrix products use BLAS's threads. In LeNet-5 those one-core operations
-are most of a training step, so on a 2-core laptop one core idles much of the time.
-Threads do not fix it: a step is a few hundred NumPy calls, many of them small, and
-between calls each thread needs Python's global interpreter lock, so two threads mostly
-take turns. Processes share no lock.
+core; only the matrix products use BLAS's threads, and in LeNet-5 the one-core
+operations are most of a training step. Threads do not help: between its NumPy calls
+each thread needs Python's global interpreter lock, so two threads mostly take turns.
+Processes share no lock.
 
-How, for a batch of ``N`` images on ``P`` processes (the caller and ``P - 1`` workers):
+How, for a batch on ``P`` processes (this one and ``P - 1`` workers):
 
-1. the batch is cut into ``P`` contiguous shards of nearly equal size (:meth:`DataParallel.plan`);
-2. the caller copies the current weights into a block of shared memory that every worker
-   has mapped, and each worker's images into another, then sends each worker one small
-   message -- *run this shard* -- and runs shard 0 itself meanwhile;
-3. every process runs forward, the loss and backward on its shard alone (:func:`shard_step`,
-   a stateless task). The loss of a batch is the mean of its images' losses, so the
-   gradient of the batch is the sum of the shards' gradients when each shard's loss is
-   weighted by ``n_shard / N``. Each worker writes its gradients into its own slot of
-   the shared block;
-4. the caller adds the slots to its own gradients, in shard order.
+1. the batch is cut into ``P`` contiguous shards of nearly equal size (:meth:`DataParallel.plan`;
+   the cut depends only on the batch size and ``P``);
+2. the weights and the batch are copied into memory that every worker has mapped;
+3. every process takes a shard nobody has taken yet, runs :func:`shard_step` on it --
+   forward, loss and backward of those images alone, a task that needs nothing from any
+   earlier one -- and takes another, until none is left. A worker that is late, because
+   something else runs on its core, finds its shard already done by another process;
+4. the shards' gradients are added up in shard order. The loss of a batch is the mean of
+   its images' losses, so the gradient of the batch is the sum of the shards' gradients
+   when each shard's loss is weighted by ``n_shard / N``.
 
-Every process computes with one BLAS thread, one process per core: what a multi-GPU
-trainer does with its devices, done with the cores of a laptop. Only the rounding
-differs from one process (the order of the additions in ``dW``, and matrix products of
-another width); the same number of processes, seed and data give bit-identical weights.
-Inference (:meth:`DataParallel.infer`) splits the same way and returns the logits.
+Every process computes with one BLAS thread. Which process computed a shard changes none
+of its bits, and the sum is always taken in the same order, so the same seed, data and
+number of processes give bit-identical weights; against one process only the rounding
+differs. :meth:`DataParallel.infer` splits the same way and returns the outputs.
 
-Workers are plain ``python`` subprocesses connected by :mod:`multiprocessing.connection`,
-started on first use and kept for the session. Not :mod:`multiprocessing`'s or
-:mod:`concurrent.futures`' pools: their workers start by re-running the caller's main
-script (outside Linux's ``fork``), which breaks every script without an
-``if __name__ == "__main__":`` guard. The shared blocks are files in ``/dev/shm`` (or
-the temporary folder) mapped with :mod:`mmap`; each file's name is deleted as soon as
-every process has mapped it, so nothing is left behind even when a process is killed.
+The pieces, all from the standard library: the workers are plain ``python`` subprocesses
+connected by :mod:`multiprocessing.connection`, started on first use and kept for the
+session (not :mod:`multiprocessing`'s or :mod:`concurrent.futures`' pools: outside Linux's
+``fork`` their workers start by re-running the caller's main script, which breaks every
+script without an ``if __name__ == "__main__":`` guard). The shards not yet taken are
+tokens in a pipe that every process reads: the operating system gives each token to one
+reader. The shared memory is :mod:`mmap` of a file whose name is deleted at once; the
+workers get it as an open file descriptor.
 
 How many processes: ``LENET_PROCESSES`` if set, else the number of threads NumPy's BLAS
-would use (so ``OPENBLAS_NUM_THREADS=1`` also means one process), at most 4.
+would use (so ``OPENBLAS_NUM_THREADS=1`` also means one process), at most 4; one on
+Windows, whose processes cannot share the pipe this way.
 """
 from __future__ import annotations
 
@@ -46,13 +46,15 @@ import pickle
 import resource
 import secrets
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import traceback
 import warnings
-from multiprocessing.connection import Client, Listener
+from multiprocessing.connection import Client, Listener, wait
+from multiprocessing.reduction import recv_handle, send_handle
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -62,11 +64,11 @@ from .layers import Dropout
 from .losses import SoftmaxCrossEntropy
 from .network import Sequential
 
-__all__ = ["DataParallel", "shard_step", "default_processes", "blas_threads", "shutdown_workers",
+__all__ = ["DataParallel", "WorkerDied", "shard_step", "default_processes", "blas_threads", "shutdown_workers",
            "process_stats", "MIN_SHARD"]
 
-MIN_SHARD = 8               # fewer images than this per process, and sending them costs more than it saves
-MAX_DEFAULT_PROCESSES = 4   # more only on request: LeNet-5's batches are small, shards get tiny
+MIN_SHARD = 8               # fewer images than this per shard, and sending them costs more than it saves
+MAX_DEFAULT_PROCESSES = 4   # more only on request: LeNet-5's batches are small, shards get few
 
 
 def shard_step(model, x, y, batch_size: int) -> tuple[float, int]:
@@ -88,22 +90,12 @@ def shard_step(model, x, y, batch_size: int) -> tuple[float, int]:
 # BLAS threads and process statistics
 # ---------------------------------------------------------------------------
 
-_blas = None
-
-
-def _blas_controller():
-    """threadpoolctl's handle on the BLAS libraries loaded in this process (None if there are none)."""
-    global _blas
-    if _blas is None:
-        selected = ThreadpoolController().select(user_api="blas")
-        _blas = selected if selected.lib_controllers else False
-    return _blas or None
+_blas = ThreadpoolController().select(user_api="blas")
 
 
 def blas_threads() -> int | None:
     """How many threads NumPy's BLAS uses now (None if no BLAS library was found)."""
-    controller = _blas_controller()
-    return None if controller is None else max(lib.num_threads for lib in controller.lib_controllers)
+    return max((lib.num_threads for lib in _blas.lib_controllers), default=None)
 
 
 def default_processes() -> int:
@@ -117,20 +109,7 @@ def default_processes() -> int:
         if count < 1:
             raise ValueError(f"LENET_PROCESSES must be at least 1, got {count}")
         return count
-    return min(blas_threads() or 1, MAX_DEFAULT_PROCESSES)
-
-
-class _one_blas_thread:
-    """Context manager: BLAS on one thread inside, as before outside."""
-
-    def __enter__(self):
-        controller = _blas_controller()
-        self._limit = controller.limit(limits=1) if controller is not None else None
-        return self
-
-    def __exit__(self, *exc):
-        if self._limit is not None:
-            self._limit.__exit__(*exc)
+    return 1 if os.name == "nt" else min(blas_threads() or 1, MAX_DEFAULT_PROCESSES)
 
 
 def process_stats() -> dict:
@@ -148,112 +127,115 @@ def process_stats() -> dict:
 
 
 # ---------------------------------------------------------------------------
-# Shared memory: a file that every process maps
+# What the processes share: memory, and the shards not yet taken
 # ---------------------------------------------------------------------------
 
 
 class _SharedBlock:
-    """A block of memory shared with the workers: a file in ``/dev/shm`` (or the temporary
-    folder) mapped into every process. Created by the caller (``path=None``), opened by a
-    worker from its path; the caller deletes the name once the workers have mapped it, and
-    the memory lives until the last mapping goes."""
+    """Memory every process maps: a file in ``/dev/shm`` (or the temporary folder) whose name is
+    deleted at once, so nothing is left behind even after a crash. Workers get its descriptor."""
 
-    def __init__(self, nbytes: int, path: str | None = None):
-        nbytes = max(int(nbytes), 1)
-        if path is None:
+    def __init__(self, nbytes: int, fd: int | None = None):
+        self.nbytes = max(int(nbytes), 1)
+        if fd is None:
             folder = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
             fd, path = tempfile.mkstemp(prefix="lenet-core-", dir=folder)
-            os.ftruncate(fd, nbytes)
-        else:
-            fd = os.open(path, os.O_RDWR)
-        try:
-            self.buffer = mmap.mmap(fd, nbytes)
-        finally:
-            os.close(fd)
-        self.path, self.nbytes = path, nbytes
+            os.unlink(path)
+            os.ftruncate(fd, self.nbytes)
+        self.fd = fd
+        self.buffer = mmap.mmap(fd, self.nbytes)
 
     def array(self, offset: int, shape, dtype) -> np.ndarray:
         return np.ndarray(tuple(shape), dtype=dtype, buffer=self.buffer, offset=int(offset))
 
-    def unlink(self):
+    def __del__(self):
+        os.close(self.fd)
+
+
+class _Tokens:
+    """The shards not yet taken, as 4-byte tokens ``step << 8 | shard`` in a pipe that every
+    process reads. Taking one is one ``read`` of 4 bytes, which the operating system gives to
+    one reader only, so no two processes ever take the same shard."""
+
+    def __init__(self, fds=None):
+        self.r, self.w = os.pipe() if fds is None else fds
+        os.set_blocking(self.r, False)
+
+    def put(self, step: int, count: int) -> None:
+        os.write(self.w, b"".join(struct.pack("<I", (step << 8 | k) & 0xFFFFFFFF) for k in range(count)))
+
+    def take(self, step: int):
+        """The next shard of batch ``step``, or None when none is left. (A worker still on an
+        earlier batch may meet a token of a later one: it puts it back.)"""
         try:
-            os.unlink(self.path)
-        except OSError:   # already gone
+            token = struct.unpack("<I", os.read(self.r, 4))[0]
+        except BlockingIOError:
+            return None
+        if token >> 8 != step & 0xFFFFFF:
+            os.write(self.w, struct.pack("<I", token))
+            return None
+        return token & 0xFF
+
+    def drain(self):
+        try:
+            while os.read(self.r, 4096):
+                pass
+        except BlockingIOError:
             pass
 
 
 # ---------------------------------------------------------------------------
-# The worker process
+# One shard, and the worker process
 # ---------------------------------------------------------------------------
 
 
-class _WorkerState:
-    """What a worker keeps between tasks: the networks it has built (by architecture) and the
-    shared blocks it has mapped (by path). Nothing of a task depends on an earlier one."""
-
-    def __init__(self):
-        self.models: dict = {}
-        self.blocks: dict = {}
-
-    def block(self, path, nbytes):
-        if path not in self.blocks:
-            self.blocks[path] = _SharedBlock(nbytes, path)
-            while len(self.blocks) > 8:           # forget the oldest: blocks of finished sessions
-                self.blocks.pop(next(iter(self.blocks)))
-        return self.blocks[path]
-
-    def model(self, job):
-        """The network of ``job`` (its parameters viewing the shared weights) and those weights."""
-        key = (job["architecture"], job["weights"])
-        if key not in self.models:
-            config, dtype, engine = pickle.loads(job["architecture"])
-            model = Sequential.from_config(config, np.dtype(dtype))
-            model = to_fast(model) if engine == "fast" else model
-            weights = self.block(*job["weights"])
-            for i, name, shape, offset in job["layout"]:
-                model.layers[i].params[name] = weights.array(offset, shape, dtype)
-            self.models[key] = (model, weights)
-            while len(self.models) > 4:
-                self.models.pop(next(iter(self.models)))
-        model, weights = self.models[key]
-        for layer, training in zip(model.layers, job["modes"]):
-            layer.training = training
-        return model, weights
-
-
-def _run_task(kind, job, state: _WorkerState):
-    if kind == "stats":
-        return process_stats()
-    model, weights = state.model(job)
-    io = state.block(*job["io"])
-    x = io.array(job["x_offset"], job["x_shape"], model.dtype)
-    if kind == "infer":
-        logits = model.infer(x)
-        np.copyto(io.array(job["out_offset"], logits.shape, model.dtype), logits)
+def _run_shard(job, k, model, weights, io):
+    """Shard ``k`` of ``job`` with ``model``, here or in a worker (the same code, the same bits):
+    the images come from ``io``; the outputs (inference) or the gradients (training) go to the
+    shard's place in ``io`` or its slot in ``weights``."""
+    sl, dtype = job["shards"][k], model.dtype
+    x = io.array(sl.start * job["x_bytes"], (sl.stop - sl.start,) + job["x_shape"], dtype)
+    if job["kind"] == "infer":
+        out = model.infer(x)
+        np.copyto(io.array(job["out_offset"] + sl.start * out[0].nbytes, out.shape, dtype), out)
         return None
-    result = shard_step(model, x, job["labels"], job["batch_size"])
-    for (i, name, shape, offset) in job["layout"]:
-        np.copyto(weights.array(offset + job["grads_offset"], shape, model.dtype), model.layers[i].grads[name])
+    result = shard_step(model, x, job["labels"][sl], job["batch_size"])
+    for i, name, shape, offset in job["layout"]:
+        np.copyto(weights.array(offset + job["params_bytes"] * (k + 1), shape, dtype), model.layers[i].grads[name])
     return result
 
 
-def _serve(conn):
-    """Worker loop: every request gets one reply, ``("ok", value)`` or ``("error", exception, traceback)``."""
-    controller = _blas_controller()
-    if controller is not None:
-        controller.limit(limits=1)          # for the life of this process
+def _serve(conn, tokens: _Tokens):
+    """Worker loop: every request gets one reply, ``("ok", value)`` or ``("error", exception, traceback)``.
+    For a batch the value is ``(step, [(shard, result), ...])``: the shards this worker took."""
+    _blas.limit(limits=1)                   # for the life of this process
     warnings.simplefilter("ignore")         # a diverging run's overflows are the caller's to report
     np.seterr(all="ignore")
-    state = _WorkerState()
+    blocks, models = {}, {}                 # the shared memory; the networks built, by architecture
     while True:
         try:
-            kind, job = conn.recv()
-        except (EOFError, OSError):         # the caller went away
+            kind, job, new_blocks = conn.recv()
+            for role, nbytes in new_blocks:     # their descriptors follow the message
+                blocks[role] = _SharedBlock(nbytes, recv_handle(conn))
+                if role == "weights":
+                    models.clear()              # their parameters viewed the old block
+        except (EOFError, OSError):             # the caller went away
             return
         if kind == "close":
             return
         try:
-            reply = ("ok", _run_task(kind, job, state))
+            if kind == "stats":
+                reply = ("ok", process_stats())
+            else:
+                done = []
+                while (k := tokens.take(job["step"])) is not None:
+                    if job["architecture"] not in models:
+                        models[job["architecture"]] = _build(job, blocks["weights"])
+                    model = models[job["architecture"]]
+                    for layer, training in zip(model.layers, job["modes"]):
+                        layer.training = training
+                    done.append((k, _run_shard(job, k, model, blocks["weights"], blocks["io"])))
+                reply = ("ok", (job["step"], done))
         except Exception as exc:  # sent back and raised in the caller
             reply = ("error", exc, traceback.format_exc())
         try:
@@ -262,44 +244,64 @@ def _serve(conn):
             conn.send(("error", RuntimeError(str(exc)), traceback.format_exc()))
 
 
-def _worker_main():
-    """Entry point of a worker: read the address from stdin, connect back, serve.
+def _build(job, weights):
+    """The job's network, its parameters viewing the shared weights."""
+    config, dtype, engine = pickle.loads(job["architecture"])
+    model = Sequential.from_config(config, np.dtype(dtype))
+    model = to_fast(model) if engine == "fast" else model
+    for i, name, shape, offset in job["layout"]:
+        model.layers[i].params[name] = weights.array(offset, shape, dtype)
+    return model
 
-    Ctrl-C (and Jupyter's "interrupt kernel", which signals the whole process group) is
-    ignored here: the caller handles it and replaces its workers."""
+
+def _worker_main():
+    """Entry point of a worker: read the address from stdin, connect back, serve. Ctrl-C (and
+    Jupyter's "interrupt kernel", which signals the whole process group) is ignored here: the
+    caller handles it and replaces its workers."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     boot = pickle.load(sys.stdin.buffer)
-    _serve(Client(boot["address"], authkey=boot["authkey"]))
+    _serve(Client(boot["address"], authkey=boot["authkey"]), _Tokens(boot["tokens"]))
 
 
 _WORKER_BOOT = ("import pickle, sys; sys.path[:0] = pickle.load(sys.stdin.buffer); "
                 "from lenet_core.parallel import _worker_main; _worker_main()")
 
 
+class WorkerDied(RuntimeError):
+    """A worker process ended in the middle of a batch (killed, out of memory)."""
+
+
 class _Workers:
-    """The worker processes, shared by every :class:`DataParallel` of this process."""
+    """The worker processes and what they share, one set for every :class:`DataParallel`."""
 
     def __init__(self):
-        self.lock = threading.RLock()        # one exchange with the workers at a time
+        self.lock = threading.RLock()        # one batch at a time
         self.running: list = []              # [(process, connection)]
-        self.started = 0                     # workers started so far: blocks older than a worker are not mapped by it
+        self.tokens = None                   # the shards not yet taken (made with the first worker)
+        self.step = 0                        # batches handed out so far
+        self.blocks: dict = {}               # role ("weights", "io") -> _SharedBlock
+        self.mapped: dict = {}               # connection -> {role: block it has mapped}
+        self.unanswered: dict = {}           # connection -> requests it has not replied to yet
 
     def get(self, count: int) -> list:
-        """At least ``count`` live connections (with the lock held)."""
+        """At least ``count`` live connections (call with the lock held)."""
         if any(process.poll() is not None for process, _ in self.running):
             self.kill()                      # one died (killed, out of memory): start afresh
+        if self.tokens is None:
+            self.tokens = _Tokens()
         while len(self.running) < count:
-            self.running.append(self._start(len(self.running) + 1))
-            self.started += 1
+            process, conn = self._start(len(self.running) + 1)
+            self.running.append((process, conn))
+            self.mapped[conn], self.unanswered[conn] = {}, 0
         return [conn for _, conn in self.running[:count]]
 
-    @staticmethod
-    def _start(number: int, timeout: float = 60.0):
+    def _start(self, number: int, timeout: float = 60.0):
         authkey = secrets.token_bytes(32)
+        tokens = (self.tokens.r, self.tokens.w)
         with Listener(authkey=authkey) as listener:
-            process = subprocess.Popen([sys.executable, "-c", _WORKER_BOOT], stdin=subprocess.PIPE)
+            process = subprocess.Popen([sys.executable, "-c", _WORKER_BOOT], stdin=subprocess.PIPE, pass_fds=tokens)
             process.stdin.write(pickle.dumps([p for p in sys.path if p]))
-            process.stdin.write(pickle.dumps({"address": listener.address, "authkey": authkey}))
+            process.stdin.write(pickle.dumps({"address": listener.address, "authkey": authkey, "tokens": tokens}))
             process.stdin.close()
             accepted: list = []
             waiter = threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True)
@@ -311,41 +313,35 @@ class _Workers:
                                    "set LENET_PROCESSES=1 to compute in this process only.")
         return process, accepted[0]
 
-    def exchange(self, requests, compute_here):
-        """Send one request per worker, run ``compute_here()`` meanwhile, collect the replies.
+    def block(self, role: str, nbytes: int) -> _SharedBlock:
+        """The shared block for ``role``, grown (with room to spare) if it is smaller than ``nbytes``."""
+        if role not in self.blocks or self.blocks[role].nbytes < nbytes:
+            self.blocks[role] = _SharedBlock(2 * nbytes)
+        return self.blocks[role]
 
-        Anything that interrupts the exchange half-way (Ctrl-C, a dead worker) stops every
-        worker: their replies would be out of step; fresh ones start on the next call."""
-        conns = self.get(len(requests))
+    def send(self, conn, number: int, kind, job):
+        """Send a request, followed by the descriptors of the blocks this worker has not mapped."""
+        new = [role for role, block in self.blocks.items() if self.mapped[conn].get(role) is not block]
+        _send(conn, number, (kind, job, [(role, self.blocks[role].nbytes) for role in new]))
         try:
-            for i, (conn, request) in enumerate(zip(conns, requests)):
-                try:
-                    conn.send(request)
-                except (OSError, ValueError):
-                    raise _worker_died(i + 1) from None
-            error, here = None, None
-            try:
-                here = compute_here()
-            except Exception as exc:     # still collect the replies, to stay in step
-                error = exc
-            replies = []
-            for i, conn in enumerate(conns):
-                try:
-                    status, *rest = conn.recv()
-                except (EOFError, OSError):
-                    raise _worker_died(i + 1) from None
-                if status == "ok":
-                    replies.append(rest[0])
-                else:
-                    exc, text = rest
-                    exc.__cause__ = RuntimeError(f"in lenet_core worker {i + 1}:\n{text}")
-                    error = error or exc
-        except BaseException:
-            self.kill()
-            raise
-        if error is not None:
-            raise error
-        return here, replies
+            for role in new:
+                send_handle(conn, self.blocks[role].fd, self.running[number - 1][0].pid)
+                self.mapped[conn][role] = self.blocks[role]
+        except OSError:
+            raise _died(number) from None
+        self.unanswered[conn] += 1
+
+    def receive(self, conn, number: int):
+        reply = _receive(conn, number)
+        self.unanswered[conn] -= 1
+        return reply
+
+    def catch_up(self, block: bool = True):
+        """Read the replies still owed for earlier batches (a slow worker's "I took nothing"):
+        all of them, or (``block=False``) those that have arrived."""
+        for number, (_, conn) in enumerate(self.running, start=1):
+            while self.unanswered[conn] and (block or conn.poll()):
+                self.receive(conn, number)
 
     def kill(self):
         for process, conn in self.running:
@@ -353,13 +349,13 @@ class _Workers:
             conn.close()
         for process, _ in self.running:
             process.wait()
-        self.running = []
+        self.running, self.mapped, self.unanswered = [], {}, {}
 
     def close(self):
         with self.lock:
-            for process, conn in self.running:
+            for _, conn in self.running:
                 try:
-                    conn.send(("close", None))
+                    conn.send(("close", None, []))
                 except (OSError, ValueError):
                     pass
             for process, _ in self.running:
@@ -370,10 +366,29 @@ class _Workers:
             self.kill()
 
 
-def _worker_died(number: int) -> RuntimeError:
-    return RuntimeError(f"lenet_core worker {number} stopped unexpectedly, perhaps out of memory; nothing "
-                        "was updated. Run again (a new worker starts), or set LENET_PROCESSES=1 to compute "
-                        "in this process only.")
+def _died(number: int) -> WorkerDied:
+    return WorkerDied(f"lenet_core worker {number} stopped unexpectedly, perhaps out of memory; nothing was "
+                      "updated. Run again (a new worker starts), or set LENET_PROCESSES=1 to compute in this "
+                      "process only.")
+
+
+def _send(conn, number: int, message):
+    try:
+        conn.send(message)
+    except (OSError, ValueError):
+        raise _died(number) from None
+
+
+def _receive(conn, number: int):
+    """The reply of worker ``number``: its value, or its exception raised here."""
+    try:
+        status, *rest = conn.recv()
+    except (EOFError, OSError):
+        raise _died(number) from None
+    if status == "ok":
+        return rest[0]
+    exc, text = rest
+    raise exc from RuntimeError(f"in lenet_core worker {number}:\n{text}")
 
 
 _workers = _Workers()
@@ -394,12 +409,12 @@ class DataParallel:
     """Run a :class:`~lenet_core.network.Sequential` on shards of each batch in several processes.
 
     ``DataParallel(model, processes=None)``; ``processes`` defaults to :func:`default_processes`.
-    :meth:`train_step` leaves in the model's layers the gradients of the whole batch's mean
-    softmax cross-entropy (up to float rounding), and :meth:`infer` returns the model's
-    logits. Everything runs in the calling process when there is one process, a batch of
-    fewer than ``2 * MIN_SHARD`` images, an active :class:`~lenet_core.layers.Dropout` in
-    training (its random masks must come from one stream to stay reproducible), or a layer
-    the workers cannot rebuild (one of the reader's own classes).
+    :meth:`train_step` leaves in the model's layers the gradients of the batch's mean softmax
+    cross-entropy (up to float rounding), and :meth:`infer` returns the model's outputs.
+    Everything runs in this process when there is one process, a batch too small to split,
+    an active :class:`~lenet_core.layers.Dropout` in training (its random masks must come
+    from one stream to stay reproducible), or a layer the workers cannot rebuild (a class of
+    the reader's own).
 
     ``with DataParallel(model) as parallel:`` keeps this process's BLAS on one thread for the
     whole block (``fit`` does this); outside a ``with`` each call switches it and back.
@@ -411,168 +426,150 @@ class DataParallel:
         processes = default_processes() if processes is None else int(processes)
         if processes < 1:
             raise ValueError(f"processes must be at least 1, got {processes}")
-        self.model = model
-        self.processes = processes
-        self.engine = engine_of(model)
-        self._sessions = []
-        self._weights = self._io = None      # the shared blocks (see _jobs)
-        self._fresh: list = []               # blocks whose names go after the next exchange
-        self._started = None                 # _workers.started when the blocks were made
+        self.model, self.processes, self.engine = model, processes, engine_of(model)
+        self._limits: list = []
 
     def __enter__(self):
-        self._sessions.append(_one_blas_thread().__enter__() if self.processes > 1 else None)
+        self._limits.append(_blas.limit(limits=1) if self.processes > 1 else None)
         return self
 
     def __exit__(self, *exc):
-        session = self._sessions.pop()
-        if session is not None:
-            session.__exit__(*exc)
+        limit = self._limits.pop()
+        if limit is not None:
+            limit.restore_original_limits()
 
     def plan(self, n: int):
         """How a batch of ``n`` images is split: contiguous, nearly equal slices of ``range(n)``,
         one per process; None when it runs in this process alone."""
-        count = min(self.processes, n // MIN_SHARD)
-        if count < 2 or self.engine is None:
+        if self.processes < 2 or self.engine is None:
             return None
         if self.model.training and any(isinstance(layer, Dropout) and layer.p > 0 for layer in self.model.layers):
+            return None
+        count = min(self.processes, n // MIN_SHARD)
+        if count < 2:
             return None
         bounds = [n * t // count for t in range(count + 1)]
         return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
-    def _split(self, x):
-        """``(plan, output shape)`` for the batch ``x``; ``(None, None)`` when it runs here, among
-        others when ``x`` does not fit the model (its layers then say what is wrong)."""
-        shards = self.plan(len(x)) if x.ndim >= 2 else None
-        if shards is None:
-            return None, None
-        try:
-            return shards, self.model.output_shape(x.shape)
-        except Exception:
-            return None, None
-
-    # -- the two tasks -------------------------------------------------------
     def train_step(self, x, y) -> tuple[float, int]:
         """Forward, loss and backward of the batch ``(x, y)``, split over the processes: leaves
         the batch's gradients in the model's layers and returns ``(mean loss, number correct)``."""
         x, y = np.asarray(x), np.asarray(y)
-        shards, out_shape = self._split(x) if len(x) == len(y) else (None, None)
-        with self._blas_session():
+        shards = self._plan(x) if len(x) == len(y) else None
+        with self._one_blas_thread():
             if shards is None:
                 loss, correct = shard_step(self.model, x, y, len(x))
                 return loss / len(x), correct
             with _workers.lock:
-                jobs = self._jobs(x, shards, out_shape, labels=y)
-                here, results = self._exchange([("train", job) for job in jobs],
-                                               lambda: shard_step(self.model, x[shards[0]], y[shards[0]], len(x)))
-                self._add_worker_gradients(len(jobs))
-        loss = here[0] + sum(r[0] for r in results)
-        return loss / len(x), here[1] + sum(r[1] for r in results)
+                results, grads, _ = self._run("train", x, y, shards)
+                for i, name, shape, offset in self._layout:     # the shards' gradients, in shard order
+                    total = grads[0](i, name, offset, shape).copy()
+                    for shard_grads in grads[1:]:
+                        total += shard_grads(i, name, offset, shape)
+                    self.model.layers[i].grads[name] = total
+        return sum(r[0] for r in results) / len(x), sum(r[1] for r in results)
 
     def infer(self, x) -> np.ndarray:
         """The model's outputs for ``x`` (``model.infer``: no backward may follow), split over the
         processes. Put the model in eval mode first (``evaluate`` and ``predict`` do)."""
         x = np.asarray(x)
-        shards, out_shape = self._split(x)
-        with self._blas_session():
+        shards = self._plan(x)
+        with self._one_blas_thread():
             if shards is None:
                 return self.model.infer(x)
             with _workers.lock:
-                jobs = self._jobs(x, shards, out_shape)
-                here, _ = self._exchange([("infer", job) for job in jobs], lambda: self.model.infer(x[shards[0]]))
-                outs = [self._io.array(job["out_offset"], (sl.stop - sl.start,) + out_shape[1:], self.model.dtype)
-                        for job, sl in zip(jobs, shards[1:])]
-                return np.concatenate([here] + outs)
+                job = self._run("infer", x, None, shards)[2]
+                out_shape = self.model.output_shape(x.shape)
+                return _workers.blocks["io"].array(job["out_offset"], out_shape, self.model.dtype).copy()
 
-    # -- the shared blocks ---------------------------------------------------
-    def _blas_session(self):
-        return _one_blas_thread() if self.processes > 1 and not self._sessions else _no_change()
+    # -- the machinery -------------------------------------------------------
+    def _one_blas_thread(self):
+        return _blas.limit(limits=1) if self.processes > 1 and not self._limits else _Unchanged()
 
-    def _exchange(self, requests, compute_here):
-        """:meth:`_Workers.exchange`, then the names of new blocks go: every worker has mapped them.
-        After a failure the blocks are dropped (a fresh worker could not map them any more)."""
+    def _plan(self, x):
+        """The shards for ``x``, or None when it runs here (among others when it does not fit the
+        model: its layers then say what is wrong)."""
+        shards = self.plan(len(x)) if x.ndim >= 2 else None
         try:
-            return _workers.exchange(requests, compute_here)
+            return shards and self.model.output_shape(x.shape) and shards
+        except Exception:
+            return None
+
+    def _run(self, kind, x, y, shards):
+        """Every shard computed by whichever process takes it first (see the module docstring).
+        Returns each shard's result, a function per shard that reads its gradients
+        (``grads(layer index, name, offset, shape)``), and the job."""
+        conns = _workers.get(min(self.processes, len(shards)) - 1)
+        numbers = {conn: number for number, conn in enumerate(conns, start=1)}
+        results, grads = [None] * len(shards), [None] * len(shards)
+        try:
+            _workers.catch_up(block=False)
+            job = self._new_job(kind, x, y, shards)
+            _workers.tokens.drain()
+            _workers.tokens.put(job["step"], len(shards))
+            for conn, number in numbers.items():
+                _workers.send(conn, number, kind, job)
+            weights, io = _workers.blocks["weights"], _workers.blocks["io"]
+            while (k := _workers.tokens.take(job["step"])) is not None:     # this process's shards
+                results[k] = _run_shard(job, k, self.model, weights, io)
+                grads[k] = self._copy_of_grads()
+            while any(g is None for g in grads):                         # the shards the workers took
+                for conn in wait([c for c in conns if _workers.unanswered[c]]):
+                    step, done = _workers.receive(conn, numbers[conn])
+                    for k, result in done if step == job["step"] else ():
+                        results[k], grads[k] = result, self._slot_reader(k)
         except BaseException:
-            self._weights = self._io = None
+            _workers.kill()              # replies may still be on their way: start afresh next time
             raise
-        finally:
-            for block in self._fresh:
-                block.unlink()
-            self._fresh = []
+        return results, grads, job
 
-    def _block(self, block, nbytes):
-        """``block`` if it holds ``nbytes``, else a new, larger one."""
-        if block is None or block.nbytes < nbytes:
-            block = _SharedBlock(nbytes)
-            self._fresh.append(block)
-        return block
+    def _copy_of_grads(self):
+        copies = [{name: g.copy() for name, g in layer.grads.items()} for layer in self.model.layers]
+        return lambda i, name, offset, shape: copies[i][name]
 
-    def _jobs(self, x, shards, out_shape, labels=None) -> list[dict]:
-        """One job per worker, with the current weights and its images copied to shared memory.
+    def _slot_reader(self, k):
+        weights, slot, dtype = _workers.blocks["weights"], self._params_bytes * (k + 1), self.model.dtype
+        return lambda i, name, offset, shape: weights.array(offset + slot, shape, dtype)
 
-        The weights block holds the parameters, then one slot of gradients per worker; the
-        input block, per worker, its images and then room for its outputs."""
+    def _new_job(self, kind, x, y, shards) -> dict:
+        """Copy the current weights and the batch into shared memory, and describe the task. The
+        weights block holds the parameters, then a slot of gradients per shard; the input block
+        the images, then room for the outputs."""
         model, dtype = self.model, self.model.dtype
-        workers = len(shards) - 1
-        _workers.get(workers)
-        if self._started != _workers.started:      # a new worker has not mapped the old blocks
-            self._weights = self._io = None
-            self._started = _workers.started
         layout, nbytes = [], 0
         for i, layer in enumerate(model.layers):
             for name, p in layer.params.items():
                 layout.append((i, name, p.shape, nbytes))
                 nbytes += p.size * dtype.itemsize
-        self._weights = self._block(self._weights, nbytes * (workers + 1))
-        for i, name, shape, offset in layout:                     # the weights as they are now
-            np.copyto(self._weights.array(offset, shape, dtype), model.layers[i].params[name])
-        per_image = (int(np.prod(x.shape[1:])) + int(np.prod(out_shape[1:]))) * dtype.itemsize
-        stride = per_image * max(sl.stop - sl.start for sl in shards[1:])
-        if self._io is None or self._io.nbytes < stride * workers:
-            self._io = self._block(None, 2 * stride * workers)    # room to grow
-        self._layout, self._nbytes = layout, nbytes
-        architecture = pickle.dumps((model.get_config(), dtype.str, self.engine))
-        modes = [layer.training for layer in model.layers]
-        jobs = []
-        for w, sl in enumerate(shards[1:]):
-            shape = (sl.stop - sl.start,) + x.shape[1:]
-            np.copyto(self._io.array(w * stride, shape, dtype), x[sl])
-            jobs.append({"architecture": architecture, "weights": (self._weights.path, self._weights.nbytes),
-                         "layout": layout, "modes": modes, "io": (self._io.path, self._io.nbytes),
-                         "x_offset": w * stride, "x_shape": shape,
-                         "out_offset": w * stride + int(np.prod(shape)) * dtype.itemsize,
-                         "labels": None if labels is None else labels[sl], "batch_size": len(x),
-                         "grads_offset": nbytes * (w + 1)})
-        return jobs
-
-    def _add_worker_gradients(self, workers: int):
-        """The model's own gradients (shard 0) plus each worker's slot, in shard order."""
-        dtype = self.model.dtype
-        for i, name, shape, offset in self._layout:
-            layer = self.model.layers[i]
-            total = layer.grads[name].copy()
-            for w in range(workers):
-                total += self._weights.array(offset + self._nbytes * (w + 1), shape, dtype)
-            layer.grads[name] = total
+        self._layout, self._params_bytes = layout, nbytes
+        weights = _workers.block("weights", nbytes * (len(shards) + 1))
+        for i, name, shape, offset in layout:               # the weights as they are now
+            np.copyto(weights.array(offset, shape, dtype), model.layers[i].params[name])
+        x_bytes = int(np.prod(x.shape[1:])) * dtype.itemsize
+        out_bytes = int(np.prod(model.output_shape(x.shape)[1:])) * dtype.itemsize
+        np.copyto(_workers.block("io", len(x) * (x_bytes + out_bytes)).array(0, x.shape, dtype), x)
+        _workers.step += 1
+        return {"kind": kind, "step": _workers.step, "shards": shards, "labels": y, "batch_size": len(x),
+                "architecture": pickle.dumps((model.get_config(), dtype.str, self.engine)), "layout": layout,
+                "params_bytes": nbytes, "modes": [layer.training for layer in model.layers],
+                "x_bytes": x_bytes, "x_shape": x.shape[1:], "out_offset": len(x) * x_bytes}
 
     @staticmethod
     def worker_stats() -> list[dict]:
         """``{"peak_rss_mb", "cpu_seconds"}`` of each running worker process (for the benchmarks)."""
         with _workers.lock:
-            count = len(_workers.running)
-            if not count:
-                return []
-            _, replies = _workers.exchange([("stats", None)] * count, lambda: None)
-            return replies
+            _workers.catch_up()
+            for number, (_, conn) in enumerate(_workers.running, start=1):
+                _workers.send(conn, number, "stats", None)
+            return [_workers.receive(conn, number) for number, (_, conn) in enumerate(_workers.running, start=1)]
 
     def __repr__(self):
         return f"DataParallel({self.model.name}, processes={self.processes})"
 
 
-class _no_change:
+class _Unchanged:
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         return None
-

@@ -6,7 +6,9 @@ import glob
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -176,14 +178,13 @@ def test_a_worker_dying_during_a_batch_gives_a_clear_error_then_recovers(monkeyp
 
 
 def test_no_shared_memory_files_are_left_behind():
-    folder = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    pattern = os.path.join(folder or __import__("tempfile").gettempdir(), "lenet-core-*")
-    before = set(glob.glob(pattern))
+    folder = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+    before = set(glob.glob(os.path.join(folder, "lenet-core-*")))
     runner = DataParallel(lc.lenet5("classic", seed=0), 2)
     runner.train_step(*_batch(64))
-    runner.train_step(*_batch(256))                            # a bigger batch: a new, larger block
+    runner.train_step(*_batch(256))                            # a bigger batch: new, larger blocks
     runner.infer(_batch(1000)[0])
-    assert set(glob.glob(pattern)) <= before
+    assert set(glob.glob(os.path.join(folder, "lenet-core-*"))) <= before
 
 
 def test_processes_setting(monkeypatch):
@@ -241,3 +242,34 @@ def test_a_script_without_a_main_guard_can_train(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["script", "body", "runs", "trained"]
     assert "Warning" not in out.stderr, out.stderr
+
+
+def test_which_process_computes_a_shard_changes_no_bit(monkeypatch):
+    """Shards go to whichever process takes them first: make this process late, so that the
+    worker takes every shard, and the gradients are still bit-identical."""
+    x, y = _batch(128, seed=9)
+    runs = []
+    for late in (False, True, False):
+        model = lc.lenet5("classic", seed=0)
+        runner = DataParallel(model, 2)
+        runner.train_step(x[:16], y[:16])                      # the workers are up and the blocks made
+        if late:
+            tokens, taken = parallel._workers.tokens, []
+            take = tokens.take
+
+            def late_take(step):
+                time.sleep(0.5)                                # meanwhile the worker takes every shard
+                k = take(step)
+                taken.append(k)
+                return k
+
+            monkeypatch.setattr(tokens, "take", late_take)
+        loss, correct = runner.train_step(x, y)
+        monkeypatch.undo()
+        runs.append((loss, correct, {k: g.copy() for k, g in model.named_grads().items()}))
+        if late:
+            assert taken == [None], "the worker should have taken both shards"
+    for loss, correct, grads in runs[1:]:
+        assert (loss, correct) == runs[0][:2]
+        for k in grads:
+            np.testing.assert_array_equal(grads[k], runs[0][2][k], err_msg=k)
