@@ -359,7 +359,7 @@ def cmd_export(args) -> int:
         _err(f"{args.checkpoint}: {exc}")
         return 1
     _out(f"Wrote {out} ({out.stat().st_size / 1024:.0f} KB): load it in the page 'Draw a digit' with "
-         "'Load your own model'.")
+         "'Load your own network'.")
     return 0
 
 

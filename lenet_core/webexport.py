@@ -199,7 +199,10 @@ def to_web_json(model, *, standardize: bool, test_accuracy: float | None = None,
     WebExportError
         If the model is not a LeNet-5 or has non-finite parameters.
     """
-    return json.dumps(_manifest(model, standardize, test_accuracy, test_images, description), indent=1) + "\n"
+    text = json.dumps(_manifest(model, standardize, test_accuracy, test_images, description), indent=1)
+    # "<" can only occur inside strings (the description); as \u003c the text can sit inside an
+    # HTML <script> element, where the book embeds it, without ever closing that element.
+    return text.replace("<", "\\u003c") + "\n"
 
 
 def export_model(model, path, *, standardize: bool, test_accuracy: float | None = None,

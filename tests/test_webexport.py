@@ -195,3 +195,9 @@ def test_cli_export_failures_are_one_line_errors(tmp_path, capsys):
     ckpt = lc.save_checkpoint(tmp_path / "net.npz", lc.lenet5("classic", seed=0))
     assert main(["export", str(ckpt), str(tmp_path / "no" / "dir.json")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_text_can_sit_inside_an_html_script_element():
+    text = to_web_json(lc.lenet5("classic", seed=0), standardize=False, description="</script><!-- x < y")
+    assert "<" not in text
+    assert read_web_export(text).description == "</script><!-- x < y"
