@@ -11,7 +11,7 @@
 //   prediction (written here) the class the network chose, -1 before any digit
 
 const PAD = 280;                 // the drawing pad's own pixels (CSS scales it)
-const STROKE = 20;               // pen width on the pad: ~2 px at MNIST's 20-px digit size
+const STROKE = 24;               // pen width on the pad: ~2.5 px once a full-size digit is scaled to 20 px
 const INK = "#111", PAPER = "#fff", TEXT = "#1f2328", MUTED = "#57606a", ACCENT = "#1f6feb";
 const FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
 const LEARNING_RATES = [0.001, 0.01, 0.05, 0.1, 0.5];
@@ -244,7 +244,8 @@ function render({ model, el }) {
     h("h3", { text: "Draw a digit" }),
     padCanvas,
     h("div", { class: "ll-row" }, clearButton,
-      h("label", { for: sampleId, text: "or start from" }), sampleSelect));
+      h("label", { for: sampleId, text: "or start from" }), sampleSelect),
+    variantBox);
 
   const targetId = nextId("target");
   const targetSelect = h("select", { id: targetId, class: "ll-select" });
@@ -252,12 +253,12 @@ function render({ model, el }) {
   const seeFigs = h("div", { class: "ll-figs" });
   seeSection.append(status, seeFigs);
   const probFig = figure(seeFigs, 340, 206, "Probabilities of the ten digits");
-  const inputFig = figure(seeFigs, 170, 214, "The 32 by 32 input the network reads");
-  const salFig = figure(seeFigs, 170, 214, "Saliency map");
+  const inputFig = figure(seeFigs, 160, 214, "The 32 by 32 input the network reads");
+  const salFig = figure(seeFigs, 160, 214, "Saliency map");
   seeSection.append(h("div", { class: "ll-row" }, h("label", { for: targetId, text: "Saliency map of the score of class" }), targetSelect));
 
-  const netSection = h("section", { class: "ll-panel ll-net" },
-    variantBox, modelInfo,
+  const netSection = h("section", { class: "ll-panel ll-net" }, h("h3", { text: "The network" }),
+    modelInfo,
     h("div", { class: "ll-row" }, h("label", { for: fileId, text: "Load your own network (a web export, .json):" }), fileInput,
       downloadButton),
     errorBox);
@@ -292,7 +293,7 @@ function render({ model, el }) {
   const moveFig = figure(sgdFigs, 320, 210, "Probabilities before and after the step");
   const timing = h("p", { class: "ll-timing" });
 
-  root.append(h("div", { class: "ll-top" }, drawSection, seeSection), netSection, mapsSection, sgdSection, timing);
+  root.append(h("div", { class: "ll-top" }, drawSection, seeSection), mapsSection, sgdSection, netSection, timing);
 
   // -- networks -------------------------------------------------------------------------
   function describe(net) {
@@ -554,7 +555,7 @@ function render({ model, el }) {
     title(ctx, "Input: 32×32", inputFig);
     text(ctx, net.parsed.standardize ? "as MNIST, standardized" : "as MNIST, in [0, 1]", 8, 32, { size: 10, colour: MUTED });
     paintMaps(ctx, x, { count: 1, mh: 32, mw: 32, cols: 1, x0: 13, y0: 40, cell: 4.5, gap: 0, table: GREY_R, lo, hi });
-    colourBar(ctx, GREY_R, lo, hi, 13, 190, 100, "value");
+    colourBar(ctx, GREY_R, lo, hi, 13, 190, 90, "value");
     inputFig.canvas.setAttribute("aria-label", "The 32 by 32 input the network reads: the drawing cropped, scaled to a 20-pixel box and centred by its centre of mass.");
   }
 
@@ -563,9 +564,9 @@ function render({ model, el }) {
     let hi = 0;
     for (const v of r.saliency) hi = Math.max(hi, v);
     title(ctx, `Saliency |∂F${subscript(r.target)} / ∂x|`, salFig);
-    text(ctx, `how class ${r.target}'s score reacts to ink`, 8, 32, { size: 10, colour: MUTED });
+    text(ctx, `where ink matters to class ${r.target}`, 8, 32, { size: 10, colour: MUTED });
     paintMaps(ctx, r.saliency, { count: 1, mh: 32, mw: 32, cols: 1, x0: 13, y0: 40, cell: 4.5, gap: 0, table: HEAT, lo: 0, hi });
-    colourBar(ctx, HEAT, 0, hi, 13, 190, 100, "|∂F/∂x|");
+    colourBar(ctx, HEAT, 0, hi, 13, 190, 90, "|∂F/∂x|");
     salFig.canvas.setAttribute("aria-label", `Saliency map of the score of class ${r.target}: the absolute gradient of that score with respect to each input pixel, largest ${fmt(hi)}.`);
   }
 
