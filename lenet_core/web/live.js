@@ -30,6 +30,7 @@ function lut(stops) {
 const DIVERGING = lut([[5, 48, 97], [67, 147, 195], [247, 247, 247], [214, 96, 77], [103, 0, 31]]); // blue-white-red
 const HEAT = lut([[255, 255, 255], [253, 204, 138], [252, 141, 89], [215, 48, 31], [127, 0, 0]]);   // white-orange-red
 const GREY_R = lut([[255, 255, 255], [0, 0, 0]]);                                                   // white-black
+const REDS = lut([[247, 247, 247], [244, 165, 130], [214, 96, 77], [178, 24, 43], [103, 0, 31]]);   // white-red, for ReLU
 
 function colourIndex(v, lo, hi) {
   const t = hi > lo ? (v - lo) / (hi - lo) : 0.5;
@@ -208,6 +209,7 @@ function decodeSamples(samples) {
 // The widget
 // ---------------------------------------------------------------------------
 function render({ model, el }) {
+  el.classList.add("jupyter-widgets");   // the class every ipywidgets view carries
   const root = h("div", { class: "lenet-live" });
   el.append(root);
   const state = {
@@ -576,15 +578,17 @@ function render({ model, el }) {
     const [C, H, W] = out.shape, ctx = begin(f);
     let m = 0;
     for (const v of out.data) m = Math.max(m, Math.abs(v));
-    const lo = classic ? -1 : -Math.max(m, 1e-6), hi = classic ? 1 : Math.max(m, 1e-6);
+    // tanh: blue-white-red on tanh's range; ReLU (never negative): white-red from 0 to the layer's largest value
+    const lo = classic ? -1 : 0, hi = classic ? 1 : Math.max(m, 1e-6), table = classic ? DIVERGING : REDS;
     const what = { C1: "conv 5×5", S2: "2×2 pooling", C3: "conv 5×5", S4: "2×2 pooling" }[stage];
     const act = classic ? (stage[0] === "C" ? ", tanh" : ", average") : (stage[0] === "C" ? ", ReLU" : ", max");
     title(ctx, `${stage}: ${C} maps of ${H}×${W}`, f);
     text(ctx, `${what}${act}`, f.w - 8, 18, { size: 10, colour: MUTED, align: "right" });
     const gap = cols > 3 ? 4 : 10, width = cols * W * cell + (cols - 1) * gap, x0 = Math.round((f.w - width) / 2);
-    paintMaps(ctx, out.data, { count: C, mh: H, mw: W, cols, x0, y0: 28, cell, gap, table: DIVERGING, lo, hi, labels });
-    colourBar(ctx, DIVERGING, lo, hi, x0, f.h - 26, 120, "activation");
-    f.canvas.setAttribute("aria-label", `${stage}: ${C} feature maps of ${H} by ${W} pixels; blue negative, red positive, white zero.`);
+    paintMaps(ctx, out.data, { count: C, mh: H, mw: W, cols, x0, y0: 28, cell, gap, table, lo, hi, labels });
+    colourBar(ctx, table, lo, hi, x0, f.h - 26, 120, "activation");
+    f.canvas.setAttribute("aria-label", `${stage}: ${C} feature maps of ${H} by ${W} pixels; ` +
+      (classic ? "blue negative, red positive, white zero." : "red positive, white zero."));
   }
 
   function drawUnits(f, stage, values, classic) {
@@ -644,7 +648,7 @@ function render({ model, el }) {
       yLabel: "probability", colours: (k) => (k === label ? ACCENT : "#9ecbff"), ticks: [0, 0.5, 1],
       xTicks: [...Array(10).keys()], ghost: out.before });
     moveFig.canvas.setAttribute("aria-label", `Probabilities before and after the step: the probability of ${label} went from ${pct(out.before[label])} to ${pct(out.after[label])}.`);
-    stepInfo.textContent = `Loss −log p(${label}): ${out.lossBefore.toFixed(3)} → ${out.lossAfter.toFixed(3)}. ` +
+    stepInfo.textContent = `Loss −log p(${label}): ${out.lossBefore.toPrecision(3)} → ${out.lossAfter.toPrecision(3)}. ` +
       `${state.steps} step${state.steps === 1 ? "" : "s"} taken: the network above now uses the changed weights ` +
       "(\u201cRestore the trained weights\u201d undoes them).";
   }
