@@ -214,10 +214,10 @@ def plain_backward(model, x, dlogits):
     spreads the gradient over the window and does not care). The page, like the loops,
     computes equal windows equally.
     """
+    kinds = [c["type"] for c in model.get_config()]   # the plain layer's name, whichever engine
     acts, h = [], x.astype(np.float32)
-    for layer in model.layers:
+    for layer, kind in zip(model.layers, kinds):
         acts.append(h)
-        kind = type(layer).__name__
         if kind == "Conv2D":
             h = reference.conv2d_forward_naive(h, layer.params["W"], layer.params["b"])
         elif kind == "MaxPool2D":
@@ -228,8 +228,7 @@ def plain_backward(model, x, dlogits):
             h = layer.forward(h)
     g = np.asarray(dlogits, np.float32).reshape(h.shape)
     for k in range(len(model.layers) - 1, -1, -1):
-        layer, inp = model.layers[k], acts[k]
-        kind = type(layer).__name__
+        layer, inp, kind = model.layers[k], acts[k], kinds[k]
         if kind == "Conv2D":
             g, dW, _ = reference.conv2d_backward_naive(g, inp, layer.params["W"])
         elif kind == "MaxPool2D":
@@ -267,6 +266,7 @@ def test_page_and_lenet_core_compute_the_same_numbers(live, embedded, variant):
     net = embedded["nets"][variant]
     images, labels = embedded["images"], embedded["labels"]
     worst = {k: 0.0 for k in ("logits", "probs", "saliency", "dW", "probsAfter")}
+    ties = 0.0   # modern: how far lenet_core's fast layers are from its loops (max-pooling ties)
     # The label of the SGD step is never the class the network already gives ~100 %: there the
     # loss gradient p - y is p_y - 1 with p_y a few float32 steps below 1, a cancellation that
     # no two float32 implementations round alike (both are right to float32's precision, and
@@ -284,12 +284,14 @@ def test_page_and_lenet_core_compute_the_same_numbers(live, embedded, variant):
             plain = {"saliency": np.abs(plain_backward(net.model, x, e_t)[0])[0, 0],
                      "dW": plain_backward(net.model, x, loss_grad)[1]}
             for key, value in plain.items():   # the same numbers as the fast layers, ties aside
-                assert rel_error(value, theirs[key]) < 0.05, key
+                ties = max(ties, rel_error(theirs[key], value))
+                assert rel_error(theirs[key], value) < 0.05, key
                 theirs[key] = value
         for key in worst:
             worst[key] = max(worst[key], rel_error(ours[key], theirs[key]))
     print(f"\n{variant}: largest relative errors, page vs lenet_core, over {len(cases)} digits: "
-          + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
+          + ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
+          + (f"; lenet_core's fast layers vs its loops: {ties:.1e}" if variant == "modern" else ""))
     assert all(v <= TOLERANCE for v in worst.values()), worst
     watch.check()
 
