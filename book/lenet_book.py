@@ -10,8 +10,20 @@ Three small jobs:
    ``mathjax_path`` and ``nb_ipywidgets_js`` at the local copies, so that a
    built page requests nothing from another host. ``book/static/lenet/
    widgets-setup.js`` (committed) runs between RequireJS and the embed bundle:
-   it tells the bundle where its fonts are and lets ipywidgets typeset labels
-   with MathJax 3. ``book/static`` is added to ``html_static_path`` too.
+   it tells the bundle where its fonts are, tells RequireJS where the vendored
+   ``anywidget`` module is, and lets ipywidgets typeset labels with MathJax 3.
+   ``book/static`` is added to ``html_static_path`` too.
+
+   ``anywidget`` is there for the page *Draw a digit*, whose widget
+   (``lenet_core.live.LiveLeNet``) runs LeNet-5 in the browser. Why a widget
+   and not a plain script in ``book/static``: the same object then works in
+   Jupyter with a kernel (it can show the notebook's current model and sends
+   the drawn digit back to Python) and on the static page, where the build saves
+   its state (the weights, as web exports) in the HTML and the embed manager
+   renders it, with no kernel and no request outside the site. The embed
+   manager loads a widget's module with ``require(["anywidget"])`` before it
+   would try a CDN; the npm package's ``dist/index.js`` is an AMD module that
+   needs only ``@jupyter-widgets/base``, which the embed bundle defines.
 
    Where the files come from, first match wins:
 
@@ -72,6 +84,12 @@ PACKAGES = {
         "sha512-DouTG8T1WanGok6Qjg2SXuCMzszOo0eHeH9hDZ5Y4x8Je+9JB38HdTLT4/VA8OaUhBa0JPV"
         "HJ0pyBkM1z+pDsw==",
     ),
+    # the front end of anywidget 0.11 (PyPI anywidget 0.11.0 carries the same file)
+    "anywidget": (
+        "0.11.0",
+        "sha512-LHZgW2j5UjyerZSZcO+BtZPXGMSORQV2bUT480hOR5x/BXS8sOradi/71amJfMueSEnKX0dq"
+        "PwTfsOGHTsyZpQ==",
+    ),
 }
 
 #: Which files of each package the site needs: package -> (source dir inside the
@@ -90,11 +108,13 @@ _LAYOUT = {
         lambda rel: "/" in rel or rel in ("tex-mml-chtml.js", "startup.js", "core.js", "loader.js"),
     ),
     "requirejs": ("", "requirejs", lambda rel: rel == "require.js"),
+    "anywidget": ("dist", "anywidget", lambda rel: rel == "index.js"),
 }
 
 MATHJAX_PATH = "vendor/mathjax/tex-mml-chtml.js"
 REQUIRE_PATH = "vendor/requirejs/require.js"
 EMBED_PATH = "vendor/html-manager/embed-amd.js"
+ANYWIDGET_PATH = "vendor/anywidget/index.js"
 #: Committed helper loaded between RequireJS and the embed bundle (fonts, MathJax 3).
 SETUP_JS = "lenet/widgets-setup.js"
 
@@ -121,7 +141,7 @@ def _is_complete(static: Path) -> bool:
             return False
     except ValueError:
         return False
-    return all((static / rel).is_file() for rel in (MATHJAX_PATH, REQUIRE_PATH, EMBED_PATH))
+    return all((static / rel).is_file() for rel in (MATHJAX_PATH, REQUIRE_PATH, EMBED_PATH, ANYWIDGET_PATH))
 
 
 def _copy_package(pkg_root: Path, name: str, dest_vendor: Path) -> None:
@@ -272,10 +292,12 @@ def _use_local_assets(app, config) -> None:
     config.mathjax_path = MATHJAX_PATH
     config.nb_ipywidgets_js = {
         REQUIRE_PATH: {},
-        # data-assets: where the embed bundle's fonts are, relative to SETUP_JS
-        SETUP_JS: {"data-assets": "../" + EMBED_PATH.rsplit("/", 1)[0] + "/"},
+        # data-assets: where the embed bundle's fonts are, relative to SETUP_JS;
+        # data-anywidget: the anywidget module, for RequireJS
+        SETUP_JS: {"data-assets": "../" + EMBED_PATH.rsplit("/", 1)[0] + "/",
+                   "data-anywidget": "../" + ANYWIDGET_PATH},
         # No CDN attribute: the embed manager only needs the CDN for third-party
-        # widget libraries, and the book uses none.
+        # widget libraries, and the book's one (anywidget) is vendored.
         EMBED_PATH: {},
     }
 

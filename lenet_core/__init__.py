@@ -21,7 +21,9 @@ Modules, from the bottom of the stack up (each imports only modules above it in 
   ``history``, ``checkpoint``, ``parallel`` (batches split over processes),
   ``training`` (``fit``, ``evaluate``, ``predict``);
 * looking inside: ``explain`` (saliency, integrated gradients), ``plots``,
-  ``widgets`` (ipywidgets), ``torch_compat`` (needs PyTorch); ``cli`` on top.
+  ``widgets`` (ipywidgets), ``webexport`` (a LeNet-5 as one JSON file for the network
+  that runs in the book's pages), ``live`` (that network as a widget; imports anywidget),
+  ``torch_compat`` (needs PyTorch); ``cli`` on top.
 """
 from ._version import __version__
 from .checkpoint import load_checkpoint, save_checkpoint

@@ -1,4 +1,4 @@
-"""Command line: ``python -m lenet_core {train,evaluate,summary,predict}`` (also installed as ``lenet``).
+"""Command line: ``python -m lenet_core {train,evaluate,summary,predict,export}`` (also installed as ``lenet``).
 
 Exit codes: 0 success, 1 a runtime failure (missing data, unreadable checkpoint or
 image, diverged training), 2 a usage error (bad arguments). Expected failures print
@@ -25,6 +25,7 @@ from .optim import make_optimizer
 from .preprocess import prepare_lenet_input, standardize
 from .schedules import make_schedule
 from .training import TrainingDiverged, confusion_matrix, evaluate, fit, predict, predict_proba
+from .webexport import WebExportError, export_checkpoint
 
 __all__ = ["main", "build_parser", "format_confusion_matrix"]
 
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", metavar="IMAGE", nargs="+")
     p.add_argument("--top", type=_positive_int, default=3, help="how many probabilities to show (default 3)")
     p.set_defaults(func=cmd_predict, parser=p)
+    _add_export_command(sub)
     return parser
 
 
@@ -332,6 +334,33 @@ def cmd_predict(args) -> int:
         top = ", ".join(f"{int(d)}: " + (f"{100 * probs[d]:.1f}%" if probs[d] >= 5e-4 else "<0.1%") for d in order)
         _out(f"{path}: {int(order[0])}  ({top})")
     return 1 if failed else 0
+
+
+def _add_export_command(sub):
+    x = sub.add_parser("export", help="write a checkpoint as one JSON file for the book's in-page network",
+                       description="Write a checkpoint as a web export: one JSON file with the layers, the\n"
+                                   "weights (float32, base64, with checksums) and the input preprocessing, which\n"
+                                   "the book's page 'Draw a digit' loads with its file picker. Whether inputs are\n"
+                                   "standardized, and the test accuracy, are read from the checkpoint.\n"
+                                   "The format is described in lenet_core/webexport.py.",
+                       epilog="Example:\n  python -m lenet_core train --epochs 3 -o mine.npz\n"
+                              "  python -m lenet_core export mine.npz mine.web.json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    x.add_argument("checkpoint", metavar="CHECKPOINT")
+    x.add_argument("output", metavar="OUT", nargs="?",
+                   help="the JSON file to write (default: the checkpoint's name with .web.json)")
+    x.set_defaults(func=cmd_export, parser=x)
+
+
+def cmd_export(args) -> int:
+    try:
+        out = export_checkpoint(args.checkpoint, args.output)
+    except WebExportError as exc:
+        _err(f"{args.checkpoint}: {exc}")
+        return 1
+    _out(f"Wrote {out} ({out.stat().st_size / 1024:.0f} KB): load it in the page 'Draw a digit' with "
+         "'Load your own network'.")
+    return 0
 
 
 # ---------------------------------------------------------------------------

@@ -14,17 +14,29 @@ before the network can read it; :func:`preprocess_digit_image` does them:
 5. resize so the longer side is 20 pixels, keeping the aspect ratio;
 6. paste into 28x28 with the centre of mass at pixel (14, 14), as MNIST's is on average;
 7. scale to [0, 1] and pad to 32x32 like every training image.
+
+Every step is exact, fully specified arithmetic, so that another implementation can
+reproduce the result bit for bit (the book's in-page network, ``lenet_core/web/digit.js``,
+does, and ``tests/browser/test_live_page.py`` checks it): the resize of step 5 is
+:func:`lanczos_resize`, a Lanczos filter in fixed-point integers that gives the same
+grey levels as Pillow's ``Image.resize(..., LANCZOS)`` done one axis at a time
+(horizontal, then vertical), and the centre of mass of step 6 is computed from whole
+grey levels with integer sums and rounded half to even, as Python's ``round`` does.
 """
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["preprocess_digit_image", "to_mnist_28", "load_grayscale"]
+__all__ = ["preprocess_digit_image", "to_mnist_28", "load_grayscale", "lanczos_resize"]
 
 INK_THRESHOLD = 0.25  # fraction of full contrast above which a pixel counts as ink for the bounding box
+BOX = 20              # the longer side of the digit after step 5, in pixels
+FIELD = 28            # the size of the field it is pasted into (step 6)
+PRECISION_BITS = 22   # fixed-point resampling weights: integers in units of 2**-22
 
 
 def load_grayscale(image) -> np.ndarray:
@@ -67,6 +79,82 @@ def load_grayscale(image) -> np.ndarray:
     return a
 
 
+def _lanczos3(x: float) -> float:
+    """The Lanczos-3 kernel: sinc(x) sinc(x/3) on [-3, 3), 0 outside."""
+    if not -3.0 <= x < 3.0:
+        return 0.0
+    return _sinc(x) * _sinc(x / 3)
+
+
+def _sinc(x: float) -> float:
+    if x == 0.0:
+        return 1.0
+    x = x * math.pi
+    return math.sin(x) / x
+
+
+def _resampling_weights(n_in: int, n_out: int) -> np.ndarray:
+    """Fixed-point Lanczos weights for resizing one axis from ``n_in`` to ``n_out`` pixels.
+
+    Returns an int64 matrix ``(n_out, n_in)``: row ``o`` holds the weights of the input
+    pixels that output pixel ``o`` averages, in units of ``2**-PRECISION_BITS``. Output
+    pixel ``o`` is centred on input coordinate ``c = (o + 1/2) * n_in / n_out``; when
+    shrinking, the kernel is stretched by the scale factor ``s = n_in / n_out`` (that is
+    the anti-aliasing: each output pixel averages about ``6 s`` input pixels), and the
+    weights of each row are divided by their sum so that a flat image stays flat.
+    The order of every operation follows Pillow's ``Resample.c``, to give its numbers.
+    """
+    scale = n_in / n_out
+    stretch = max(scale, 1.0)
+    support = 3.0 * stretch
+    inverse = 1.0 / stretch
+    weights = np.zeros((n_out, n_in), dtype=np.int64)
+    for o in range(n_out):
+        centre = (o + 0.5) * scale
+        first = max(int(centre - support + 0.5), 0)          # int() truncates, as C does
+        stop = min(int(centre + support + 0.5), n_in)
+        row = [_lanczos3((i - centre + 0.5) * inverse) for i in range(first, stop)]
+        total = 0.0
+        for w in row:                                         # summed in order, not pairwise
+            total += w
+        for k, w in enumerate(row):
+            w = w / total if total != 0.0 else w
+            weights[o, first + k] = int(w * (1 << PRECISION_BITS) + (0.5 if w >= 0 else -0.5))
+    return weights
+
+
+def _to_grey_levels(acc: np.ndarray) -> np.ndarray:
+    """Fixed-point sums -> whole grey levels 0..255: add one half, drop the fraction, clip."""
+    return np.clip((acc + (1 << (PRECISION_BITS - 1))) >> PRECISION_BITS, 0, 255)
+
+
+def lanczos_resize(pixels, height: int, width: int) -> np.ndarray:
+    """Resize an image of whole grey levels 0..255 to ``(height, width)`` with a Lanczos-3 filter.
+
+    Two passes, as Pillow's ``Image.resize(..., Image.LANCZOS)`` of a mode-"L" image makes
+    them: the rows first (each row is resampled to ``width`` pixels with
+    :func:`_resampling_weights`, rounded back to whole grey levels), then the columns. An
+    axis whose size does not change is left alone. All sums are integer, so the result
+    is exact. Returns int64 ``(height, width)`` in 0..255.
+    """
+    img = np.asarray(pixels, dtype=np.int64)
+    if img.ndim != 2 or (img.size and (img.min() < 0 or img.max() > 255)):
+        raise ValueError(f"expected a 2-D image of grey levels 0..255, got shape {img.shape}")
+    if width != img.shape[1]:
+        img = _to_grey_levels(img @ _resampling_weights(img.shape[1], width).T)
+    if height != img.shape[0]:
+        img = _to_grey_levels(_resampling_weights(img.shape[0], height) @ img)
+    return img
+
+
+def _round_half_even(p: int, q: int) -> int:
+    """``round(p / q)`` for integers, ``q > 0``, ties to the even integer (as Python's ``round``)."""
+    down, rest = divmod(p, q)
+    if 2 * rest > q or (2 * rest == q and down % 2):
+        return down + 1
+    return down
+
+
 def to_mnist_28(image) -> np.ndarray:
     """Steps 1-6: any digit image -> float32 (28, 28) in [0, 1], white digit on black, MNIST-style.
 
@@ -92,20 +180,21 @@ def to_mnist_28(image) -> np.ndarray:
     ink = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
     h, w = ink.shape
-    scale = 20.0 / max(h, w)
+    scale = BOX / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    im = Image.fromarray(np.round(ink * 255).astype(np.uint8))
-    small = np.asarray(im.resize((nw, nh), Image.LANCZOS), dtype=np.float64) / 255.0
+    small = lanczos_resize(np.round(ink * 255), nh, nw)   # whole grey levels 0..255
 
-    total = small.sum()
+    # Centre of mass (row ci, column cj) from integer sums: ci = sum(v * i) / sum(v).
+    total = int(small.sum())
     if total <= 0:  # pragma: no cover - a non-empty crop always keeps some ink
         raise ValueError("no digit found in the image")
     ii, jj = np.mgrid[:nh, :nw]
-    ci, cj = (small * ii).sum() / total, (small * jj).sum() / total
-    top, left = int(round(14 - ci)), int(round(14 - cj))
-    top, left = min(max(top, 0), 28 - nh), min(max(left, 0), 28 - nw)  # keep the whole digit in the field
-    out = np.zeros((28, 28), dtype=np.float32)
-    out[top:top + nh, left:left + nw] = small
+    half = FIELD // 2
+    top = _round_half_even(half * total - int((small * ii).sum()), total)    # round(14 - ci)
+    left = _round_half_even(half * total - int((small * jj).sum()), total)   # round(14 - cj)
+    top, left = min(max(top, 0), FIELD - nh), min(max(left, 0), FIELD - nw)  # keep the whole digit in the field
+    out = np.zeros((FIELD, FIELD), dtype=np.float32)
+    out[top:top + nh, left:left + nw] = small / 255.0
     return out
 
 

@@ -1,13 +1,13 @@
-"""Take the README's screenshot of a chapter from the built book (no kernel running).
+"""Take the README's screenshot of the page "Draw a digit" from the built book (no kernel running).
 
     jupyter-book build .                       # first build the site (LENET_QUICK=1 is fine)
     python scripts/readme_screenshot.py        # writes book/images/screenshot.png
 
-Serves ``_build/html`` on 127.0.0.1, opens a chapter in headless Chromium (Debian's
-``/usr/bin/chromium``, driven by Playwright), waits for its widgets, scrolls to the
-section given by ``--anchor`` (code cells hidden, to show prose and widget), moves the
-widget's first slider a few steps (so the picture shows a widget working in a static
-page) and saves one viewport-sized PNG.
+Serves ``_build/html`` on 127.0.0.1, opens the page in headless Chromium (Debian's
+``/usr/bin/chromium``, driven by Playwright), waits for the in-page network, draws a
+digit on its pad with the mouse (so the picture shows a reader's own digit read by the
+network in the browser), scrolls the widget to the top of the window and saves one
+viewport-sized PNG.
 """
 from __future__ import annotations
 
@@ -19,15 +19,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "browser"))
 from sitekit import CHROMIUM_ARGS, chromium_executable, serve_site  # noqa: E402
 
+# A 2, as fractions of the pad: the arc, the diagonal and the base.
+STROKE = [(0.28, 0.32), (0.36, 0.2), (0.52, 0.15), (0.66, 0.22), (0.68, 0.36), (0.58, 0.52),
+          (0.42, 0.66), (0.28, 0.8), (0.5, 0.79), (0.74, 0.8)]
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--page", default="notebooks/05_convolution.html")
-    ap.add_argument("--anchor", default="explore-one-output-pixel-and-the-inputs-it-touches",
-                    help="id of the section to show (default: chapter 5's convolution explorer)")
+    ap.add_argument("--page", default="notebooks/12_draw_a_digit.html")
     ap.add_argument("--site", default=str(REPO / "_build" / "html"))
     ap.add_argument("--output", default=str(REPO / "book" / "images" / "screenshot.png"))
-    ap.add_argument("--size", default="1280x860", help="viewport WIDTHxHEIGHT")
+    ap.add_argument("--size", default="1280x1000", help="viewport WIDTHxHEIGHT")
     args = ap.parse_args(argv)
 
     from playwright.sync_api import sync_playwright
@@ -41,23 +43,22 @@ def main(argv=None) -> int:
         browser = p.chromium.launch(executable_path=chromium_executable(), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
         page.goto(base + args.page, wait_until="networkidle")
-        page.wait_for_selector(".widget-subarea .jupyter-widgets", timeout=60_000)
-        section = page.locator(f"#{args.anchor}").first
-        if not section.count():
-            print(f"no element with id {args.anchor!r} on {args.page}", file=sys.stderr)
-            return 1
-        # Hide the cells' source code for the picture: a reader sees the prose and the widget.
-        page.add_style_tag(content=".cell_input { display: none !important; }")
-        section.evaluate("(el) => el.scrollIntoView({block: 'start'})")
-        handle = section.locator(".noUi-handle").first
-        if handle.count():
-            handle.focus()
-            for _ in range(3):
-                handle.press("ArrowRight")
-        page.wait_for_timeout(500)
+        page.wait_for_function("() => window.lenetLive && window.lenetLive.ready", timeout=60_000)
+        page.get_by_role("button", name="Clear").click()
+        widget = page.locator(".lenet-live").first
+        widget.evaluate("(el) => window.scrollTo(0, el.getBoundingClientRect().top + window.scrollY - 64)")
+        box = page.locator(".lenet-live .ll-pad").first.bounding_box()
+        points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in STROKE]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(x, y, steps=8)
+        page.mouse.up()
+        page.wait_for_timeout(300)
         page.screenshot(path=args.output)
+        prediction = page.evaluate("() => window.lenetLive.state().prediction")
         browser.close()
-    print(f"wrote {args.output}")
+    print(f"wrote {args.output} (the network read the drawing as a {prediction})")
     return 0
 
 

@@ -12,9 +12,9 @@ notebook_outputs = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(notebook_outputs)
 
 
-def test_there_are_eleven_chapters_in_the_table_of_contents():
+def test_there_are_twelve_chapters_in_the_table_of_contents():
     toc = (REPO / "_toc.yml").read_text()
-    assert len(CHAPTERS) == 11
+    assert len(CHAPTERS) == 12
     for nb in CHAPTERS:
         assert f"notebooks/{nb.stem}" in toc
 

@@ -6,7 +6,10 @@
  *    this script tag, relative to this script), tell it where its icon fonts
  *    are. Otherwise it derives their URL from an AMD module name, relative to
  *    the page, and the requests fail.
- * 2. MathJax. ipywidgets typesets widget labels with the MathJax 2 API
+ * 2. anywidget. When the vendored anywidget module is named (data-anywidget="<file>",
+ *    relative to this script), map the AMD module name "anywidget" to it: the embed
+ *    manager asks RequireJS for a widget's module before it would try a CDN.
+ * 3. MathJax. ipywidgets typesets widget labels with the MathJax 2 API
  *    (MathJax.Hub.Queue); the book uses MathJax 3, which has no Hub, so every
  *    widget would throw. Give MathJax 3 a small Hub.Queue that calls
  *    MathJax.typesetPromise instead.
@@ -30,6 +33,13 @@
         }
       });
     }
+  }
+
+  var anywidget = script && script.getAttribute("data-anywidget");
+  if (anywidget && window.require && window.require.config) {
+    window.require.config({
+      paths: { anywidget: new URL(anywidget, script.src).href.replace(/\.js$/, "") }
+    });
   }
 
   function addHub(mj) {
