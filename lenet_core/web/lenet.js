@@ -330,16 +330,16 @@ export class Sequential {
   }
 }
 
-// The gradient of one class score (logit) F_t with respect to the input, right after a forward
+// The gradient of one class score (logit) z_t with respect to the input, right after a forward
 // pass (it uses the layers' caches): a backward pass started from dout = e_t, 1 at class t and
-// 0 elsewhere, since sum_k dout_k F_k is then F_t -- exactly what lenet_core.explain does.
+// 0 elsewhere, since sum_k dout_k z_k is then z_t -- exactly what lenet_core.explain does.
 export function scoreGradient(model, classes, target) {
   const e = tensor([classes]);
   e.data[target] = 1;
   return model.backward(e, true, false);       // no weight gradients needed
 }
 
-// The saliency map of lenet_core.explain.saliency_map: |dF_t/dx| (the maximum over the input's
+// The saliency map of lenet_core.explain.saliency_map: |dz_t/dx| (the maximum over the input's
 // channels; LeNet-5 has one).
 export function saliency(model, x, target) {
   const trace = model.forward(x);

@@ -565,10 +565,10 @@ function render({ model, el }) {
     const ctx = begin(salFig);
     let hi = 0;
     for (const v of r.saliency) hi = Math.max(hi, v);
-    title(ctx, `Saliency |∂F${subscript(r.target)} / ∂x|`, salFig);
+    title(ctx, `Saliency |∂z${subscript(r.target)} / ∂x|`, salFig);
     text(ctx, `where ink matters to class ${r.target}`, 8, 32, { size: 10, colour: MUTED });
     paintMaps(ctx, r.saliency, { count: 1, mh: 32, mw: 32, cols: 1, x0: 13, y0: 40, cell: 4.5, gap: 0, table: HEAT, lo: 0, hi });
-    colourBar(ctx, HEAT, 0, hi, 13, 190, 90, "|∂F/∂x|");
+    colourBar(ctx, HEAT, 0, hi, 13, 190, 90, "|∂z/∂x|");
     salFig.canvas.setAttribute("aria-label", `Saliency map of the score of class ${r.target}: the absolute gradient of that score with respect to each input pixel, largest ${fmt(hi)}.`);
   }
 
