@@ -9,7 +9,7 @@ The package behind the book *LeNet-5 from Scratch*::
     model.summary()
     history = lc.fit(model, lc.Adam(model, 1e-3), x, labels, epochs=2)
 
-Modules, from the bottom of the stack up (each imports only modules above it in this list):
+Modules, from the bottom of the stack up (each imports only modules listed before it):
 
 * data: ``idx`` (the IDX file format), ``download`` (mirrors, checksums), ``mnist``
   (find, download, load a split), ``preprocess`` (scale, pad, standardize),
@@ -17,6 +17,8 @@ Modules, from the bottom of the stack up (each imports only modules above it in 
 * the maths: ``init``, ``layers`` (every layer, plainly written: what the chapters
   print), ``losses``, ``network`` (``Sequential``), ``reference`` (loop versions),
   ``gradcheck``;
+* the speed: ``fast`` (the fast engine: the same layers arranged for speed, tested equal
+  to ``layers``; its docstring says which engine runs when);
 * models and training: ``models`` (LeNet-5, MLPs), ``optim``, ``schedules``,
   ``history``, ``checkpoint``, ``parallel`` (batches split over processes),
   ``training`` (``fit``, ``evaluate``, ``predict``);

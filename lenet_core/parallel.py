@@ -40,6 +40,7 @@ Windows, whose processes cannot share the pipe this way.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import mmap
 import os
 import pickle
@@ -484,7 +485,7 @@ class DataParallel:
 
     # -- the machinery -------------------------------------------------------
     def _one_blas_thread(self):
-        return _blas.limit(limits=1) if self.processes > 1 and not self._limits else _Unchanged()
+        return _blas.limit(limits=1) if self.processes > 1 and not self._limits else contextlib.nullcontext()
 
     def _plan(self, x):
         """The shards for ``x``, or None when it runs here (among others when it does not fit the
@@ -565,11 +566,3 @@ class DataParallel:
 
     def __repr__(self):
         return f"DataParallel({self.model.name}, processes={self.processes})"
-
-
-class _Unchanged:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
