@@ -61,6 +61,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from .fast import engine_of, to_fast
+from .fast import tanh as fast_tanh
 from .layers import Dropout
 from .losses import SoftmaxCrossEntropy
 from .network import Sequential
@@ -300,7 +301,10 @@ class _Workers:
         authkey = secrets.token_bytes(32)
         tokens = (self.tokens.r, self.tokens.w)
         with Listener(authkey=authkey) as listener:
-            process = subprocess.Popen([sys.executable, "-c", _WORKER_BOOT], stdin=subprocess.PIPE, pass_fds=tokens)
+            # the workers compute tanh as this process does, so that no shard depends on where it ran
+            env = dict(os.environ, LENET_TANH="rational" if fast_tanh.rational_pays() else "numpy")
+            process = subprocess.Popen([sys.executable, "-c", _WORKER_BOOT], stdin=subprocess.PIPE, pass_fds=tokens,
+                                       env=env)
             process.stdin.write(pickle.dumps([p for p in sys.path if p]))
             process.stdin.write(pickle.dumps({"address": listener.address, "authkey": authkey, "tokens": tokens}))
             process.stdin.close()

@@ -213,9 +213,11 @@ def test_inference_row_chunks_really_run(monkeypatch, c, f, k, s, p, hw, n):
     assert products and max(products) <= rows
 
 
-def test_tanh_chooses_its_function_by_one_images_size_never_by_the_batch():
-    """float32 maps of >= RATIONAL_MIN_FEATURES numbers per image use the rational function,
-    smaller ones np.tanh; an image gets bit-identical activations alone or in any batch."""
+def test_tanh_chooses_its_function_by_one_images_size_never_by_the_batch(monkeypatch):
+    """float32 maps of >= RATIONAL_MIN_FEATURES numbers per image use the rational function
+    (where it pays: here it is forced), smaller ones np.tanh; an image gets bit-identical
+    activations alone or in any batch."""
+    monkeypatch.setenv("LENET_TANH", "rational")
     rng = np.random.default_rng(0)
     layer = F.FastTanh()
     big = (rng.standard_normal((40, 16, 10, 10)) * 2).astype(np.float32)     # 1,600 per image (C3)

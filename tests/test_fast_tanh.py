@@ -63,7 +63,8 @@ def test_any_memory_layout_and_in_place(make):
 
 def test_tanh_is_the_rational_function_for_float32_and_numpy_otherwise():
     x = np.linspace(-3, 3, 1001, dtype=np.float32)
-    np.testing.assert_array_equal(fastmath.tanh(x), fastmath.rational_tanh(x))
+    expected = fastmath.rational_tanh(x) if fastmath.rational_pays() else np.tanh(x)
+    np.testing.assert_array_equal(fastmath.tanh(x), expected)
     out = np.empty_like(x)
     assert fastmath.tanh(x, out=out) is out
     x64 = x.astype(np.float64)
@@ -104,3 +105,20 @@ def test_block_size_changes_speed_not_values(block):
     np.testing.assert_array_equal(fastmath.rational_tanh(x, block=block), fastmath.rational_tanh(x))
     with pytest.raises(ValueError, match="block"):
         fastmath.rational_tanh(x, block=0)
+
+
+@pytest.mark.parametrize("wanted, rational", [("rational", True), ("numpy", False)])
+def test_the_environment_can_choose_the_function(monkeypatch, wanted, rational):
+    monkeypatch.setenv("LENET_TANH", wanted)
+    assert fastmath.rational_pays() is rational
+    x = np.linspace(-3, 3, 1000, dtype=np.float32)
+    np.testing.assert_array_equal(fastmath.tanh(x), fastmath.rational_tanh(x) if rational else np.tanh(x))
+    monkeypatch.setenv("LENET_TANH", "fastest")
+    with pytest.raises(ValueError, match="LENET_TANH"):
+        fastmath.rational_pays()
+
+
+def test_the_measured_choice_is_made_once_per_process(monkeypatch):
+    monkeypatch.delenv("LENET_TANH", raising=False)
+    first = fastmath.rational_pays()
+    assert all(fastmath.rational_pays() is first for _ in range(3))

@@ -26,17 +26,21 @@ How. Twenty elementwise passes, each over a block of :data:`BLOCK` numbers that 
 in the CPU's caches (over whole arrays the same passes would go to memory and back
 twenty times). The twenty NumPy calls have a fixed cost, so small arrays are better
 left to ``np.tanh``: :class:`~lenet_core.fast.layers.FastTanh` decides by the size of
-one image's activations, never by the batch size. :func:`tanh` sends other dtypes
-(float64 for gradient checks) to ``np.tanh``; :func:`rational_tanh` is the rational
-function alone.
+one image's activations, never by the batch size. And on a CPU where NumPy's own float32
+``tanh`` is vectorized it is far faster than any of this: :func:`rational_pays` measures
+the two once and :func:`tanh` uses the faster (``LENET_TANH`` overrides). :func:`tanh`
+sends other dtypes (float64 for gradient checks) to ``np.tanh``; :func:`rational_tanh` is
+the rational function alone.
 """
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import numpy as np
 
-__all__ = ["tanh", "rational_tanh", "X_MAX", "BLOCK", "TANH_P", "TANH_Q", "fit_tanh_rational"]
+__all__ = ["tanh", "rational_tanh", "rational_pays", "X_MAX", "BLOCK", "TANH_P", "TANH_Q", "fit_tanh_rational"]
 
 X_MAX = 9.0
 # a0..a4 and b0..b4 (b0 = 1) of P and Q, from fit_tanh_rational(4, 4).
@@ -56,12 +60,43 @@ _LIMITS = (np.array(-X_MAX, np.float32), np.array(X_MAX, np.float32),
 def tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``tanh(x)`` elementwise, same shape and memory order as ``x``; ``out`` may be ``x``.
 
-    float32: :func:`rational_tanh`; any other dtype (float64 for gradient checks): ``np.tanh``.
+    float32, where :func:`rational_pays`: :func:`rational_tanh`; otherwise (float64 for
+    gradient checks, or a NumPy whose own float32 ``tanh`` is the faster): ``np.tanh``.
     """
     x = np.asarray(x)
-    if x.dtype == np.float32 and (out is None or getattr(out, "dtype", None) == np.float32):
+    if x.dtype == np.float32 and (out is None or getattr(out, "dtype", None) == np.float32) and rational_pays():
         return rational_tanh(x, out)
     return np.tanh(x, out=out) if out is not None else np.tanh(x)
+
+
+_choice: list = []
+
+
+def rational_pays() -> bool:
+    """Whether the rational function beats ``np.tanh`` on this machine. ``LENET_TANH=rational``
+    or ``LENET_TANH=numpy`` decides; otherwise both are timed once per process on one block,
+    and the rational function is chosen only if it takes less than 3/4 of ``np.tanh``'s time
+    (NumPy's own float32 ``tanh`` is vectorized on some CPUs, e.g. with AVX-512, and then far
+    faster; on others it costs as much as the twenty passes). The margin keeps the choice from
+    flipping between runs on a machine where the two are close."""
+    wanted = os.environ.get("LENET_TANH", "").strip().lower()
+    if wanted in ("rational", "numpy"):
+        return wanted == "rational"
+    if wanted:
+        raise ValueError(f"LENET_TANH must be 'rational' or 'numpy', got {wanted!r}")
+    if not _choice:
+        x = np.linspace(-5, 5, BLOCK, dtype=np.float32)
+        out = np.empty_like(x)
+        seconds = {}
+        for name, f in (("numpy", lambda: np.tanh(x, out=out)), ("rational", lambda: rational_tanh(x, out))):
+            times = []
+            for _ in range(7):
+                t0 = time.perf_counter()
+                f()
+                times.append(time.perf_counter() - t0)
+            seconds[name] = min(times)
+        _choice.append(seconds["rational"] < 0.75 * seconds["numpy"])
+    return _choice[0]
 
 
 def rational_tanh(x: np.ndarray, out: np.ndarray | None = None, block: int = BLOCK) -> np.ndarray:
