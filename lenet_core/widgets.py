@@ -418,3 +418,13 @@ def _nested_stacks(states, shape, prefix, initial, levels):
 
 
 __all__ += ["precomputed_explorer_nd"]
+
+
+#: CSS class for interactive content that is *not* a precomputed explorer (it needs a
+#: kernel, or the page's own script drives it, like a drawing canvas). The book's generic
+#: browser test (tests/browser/widgetkit.py) moves every control of every widget on every
+#: page and expects the picture to change; it skips whatever sits inside an element of
+#: this class, which that page's own test must cover. Mark a widget with
+#: ``widget.add_class(LIVE_CLASS)``, or HTML with ``<div class="lenet-live">``.
+LIVE_CLASS = "lenet-live"
+__all__ += ["LIVE_CLASS"]
