@@ -66,7 +66,7 @@ def pixel_heatmap(image, ax=None, title="Pixel intensities", annotate=True, font
 def show_kernels(W, title="Convolution kernels", ncols=None, cmap="RdBu_r", size=1.0):
     """Kernels of a conv weight (F, C, K, K): one row per output channel, one column per input channel.
 
-    Colours are symmetric around zero (red positive, blue negative) with one scale for all.
+    Colors are symmetric around zero (red positive, blue negative) with one scale for all.
     """
     W = np.asarray(W)
     f, c = W.shape[:2]
@@ -89,7 +89,7 @@ def show_kernels(W, title="Convolution kernels", ncols=None, cmap="RdBu_r", size
 
 
 def show_feature_maps(maps, title="Feature maps", ncols=8, cmap="viridis", size=1.1):
-    """The channels of one feature map (C, H, W) side by side, each with its own colour scale."""
+    """The channels of one feature map (C, H, W) side by side, each with its own color scale."""
     maps = np.asarray(maps)
     if maps.ndim == 4:
         maps = maps[0]
@@ -207,7 +207,7 @@ def feature_map_mosaic(maps, ncols=8, ax=None, title="Feature maps", cmap="virid
     tiles are separated by ``pad`` pixels of background (NaN, drawn white). One ``imshow``
     instead of one axes per channel keeps this fast enough for pre-rendered widgets.
     A vector (C,) or (C, 1, 1), such as a fully connected layer's output, is drawn as
-    1x1 tiles with one colour scale for the whole vector: a small heat map with ``ncols``
+    1x1 tiles with one color scale for the whole vector: a small heat map with ``ncols``
     values per row.
     """
     maps = np.asarray(maps, dtype=np.float64)
@@ -235,7 +235,7 @@ def feature_map_mosaic(maps, ncols=8, ax=None, title="Feature maps", cmap="virid
     if c == 1:
         label = f"1 channel, {h}x{w}"
     else:
-        label = f"{c} channels, {ncols} per row" + (f", each {h}x{w}" if per_channel else " (one colour scale)")
+        label = f"{c} channels, {ncols} per row" + (f", each {h}x{w}" if per_channel else " (one color scale)")
     ax.set_xlabel(label)
     ax.set_title(title)
     return ax.figure
