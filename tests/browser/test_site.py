@@ -309,3 +309,16 @@ def test_widget_test_leaves_lenet_live_containers_alone(site, server, browser):
     finally:
         page.close()
     assert reports and all(r.skipped == f"inside .{LIVE_CLASS}" and r.moves == 0 for r in reports)
+
+
+def test_widget_test_skips_a_lenet_live_part_inside_a_widget(site, server, browser):
+    path = _first_page_with_widgets(site)
+    page, _ = open_page(browser, server, path)
+    try:
+        wait_for_widgets(page, 1)
+        page.evaluate(f"() => document.querySelectorAll('.widget-subarea > .jupyter-widgets')"
+                      f".forEach((w) => w.classList.add('{LIVE_CLASS}'))")
+        reports, _ = exercise_page(page)
+    finally:
+        page.close()
+    assert reports and all(r.moves == 0 and r.skipped and LIVE_CLASS in r.skipped for r in reports), reports

@@ -133,7 +133,7 @@ _AREAS_JS = f"""
   area.setAttribute('data-lenet-test-area', String(i));
   const section = area.closest('section');
   const heading = section && section.querySelector(':scope > h1, :scope > h2, :scope > h3, :scope > h4');
-  return {{live: !!area.closest('.{LIVE_CLASS}') || !!area.querySelector(':scope > .{LIVE_CLASS}'),
+  return {{live: !!area.closest('.{LIVE_CLASS}'), hasLive: !!area.querySelector('.{LIVE_CLASS}'),
            heading: heading ? heading.innerText.replace(/[#¶]/g, '').trim() : ''}};
 }})
 """
@@ -298,7 +298,9 @@ def exercise_page(page, timeout: float = CHANGE_TIMEOUT) -> tuple[list[WidgetRep
         if area["live"]:
             report.skipped = f"inside .{LIVE_CLASS}"
         else:
-            exercise_widget(page, i, report, timeout)
+            exercise_widget(page, i, report, timeout)   # skips the controls inside a .lenet-live part
+            if area["hasLive"] and not report.moves and not report.problem:
+                report.skipped = f"its interactive part is inside .{LIVE_CLASS}"
         reports.append(report)
     return reports, len(areas)
 
