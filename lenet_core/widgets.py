@@ -46,10 +46,19 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["PrecomputedExplorer", "precomputed_explorer", "precomputed_explorer_2d", "render_outputs"]
+__all__ = ["PrecomputedExplorer", "precomputed_explorer", "precomputed_explorer_2d", "render_outputs",
+           "LIVE_CLASS"]
 
 #: Default upper bound on the number of pre-rendered states of one widget.
 MAX_STATES = 30
+
+#: CSS class for interactive content that is *not* a precomputed explorer (it needs a
+#: kernel, or the page's own script drives it, like a drawing canvas). The book's generic
+#: browser test (tests/browser/widgetkit.py) moves every control of every widget on every
+#: page and expects the picture to change; it skips whatever sits inside an element of
+#: this class, which that page's own test must cover. Mark a widget with
+#: ``widget.add_class(LIVE_CLASS)``, or HTML with ``<div class="lenet-live">``.
+LIVE_CLASS = "lenet-live"
 
 _CONTROLS = ("slider", "dropdown", "buttons")
 
@@ -352,7 +361,9 @@ def precomputed_explorer_nd(
     In the browser the controls pick one path through nested ``Stack`` widgets,
     one level per control: control ``d`` is ``jslink``-ed to every stack at depth
     ``d``, so no kernel is needed to combine the choices. ``states`` maps a tuple
-    of indices, one per control, to the ``Output`` showing that combination.
+    of indices, one per control, to the ``Output`` showing that combination; all
+    of them share one ``Layout`` (a page stores every widget's layout, and a
+    layout is several times larger than an empty ``Output``).
 
     Example
     -------
@@ -387,9 +398,12 @@ def precomputed_explorer_nd(
     shape = tuple(len(a) for a in axes)
     if not all(0 <= i < s for i, s in zip(initial, shape)):
         raise ValueError(f"initial={tuple(initial)} is outside the grid {' x '.join(map(str, shape))}")
-    states = {idx: _output_widget(render_outputs(render, *(a[i] for a, i in zip(axes, idx)), dpi=dpi,
-                                                 figsize=figsize))
-              for idx in _grid(shape)}
+    shared = widgets.Layout()       # one layout model for all states keeps the saved page small
+    states = {}
+    for idx in _grid(shape):
+        states[idx] = widgets.Output(layout=shared)
+        states[idx].outputs = tuple(render_outputs(render, *(a[i] for a, i in zip(axes, idx)), dpi=dpi,
+                                                   figsize=figsize))
     levels: list[list[widgets.Stack]] = [[] for _ in range(n)]
     outer = _nested_stacks(states, shape, (), initial, levels)
     ctrls = [_make_control(c, lab, desc, i)
@@ -418,13 +432,3 @@ def _nested_stacks(states, shape, prefix, initial, levels):
 
 
 __all__ += ["precomputed_explorer_nd"]
-
-
-#: CSS class for interactive content that is *not* a precomputed explorer (it needs a
-#: kernel, or the page's own script drives it, like a drawing canvas). The book's generic
-#: browser test (tests/browser/widgetkit.py) moves every control of every widget on every
-#: page and expects the picture to change; it skips whatever sits inside an element of
-#: this class, which that page's own test must cover. Mark a widget with
-#: ``widget.add_class(LIVE_CLASS)``, or HTML with ``<div class="lenet-live">``.
-LIVE_CLASS = "lenet-live"
-__all__ += ["LIVE_CLASS"]

@@ -173,6 +173,7 @@ def test_nd_explorer_renders_every_combination_once_and_nests_one_stack_level_pe
     assert (a.index, b.index, c.index) == (1, 2, 0)
     assert w.current_output() is w.states[(1, 2, 0)]
     assert w.labels == [["x", "y"], ["1", "2", "3"], ["0.5", "1.5"]]
+    assert len({id(out.layout) for out in w.states.values()}) == 1     # one shared layout
 
 
 def test_nd_explorer_links_each_control_to_every_stack_at_its_depth():
