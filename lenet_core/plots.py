@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 __all__ = ["show_digits", "pixel_heatmap", "show_kernels", "show_feature_maps", "plot_history",
-           "plot_confusion_matrix", "plot_relative_errors", "feature_map_mosaic"]
+           "plot_confusion_matrix", "plot_relative_errors", "feature_map_mosaic", "data_flow"]
 
 
 def _image(a):
@@ -66,7 +66,7 @@ def pixel_heatmap(image, ax=None, title="Pixel intensities", annotate=True, font
 def show_kernels(W, title="Convolution kernels", ncols=None, cmap="RdBu_r", size=1.0):
     """Kernels of a conv weight (F, C, K, K): one row per output channel, one column per input channel.
 
-    Colours are symmetric around zero (red positive, blue negative) with one scale for all.
+    Colors are symmetric around zero (red positive, blue negative) with one scale for all.
     """
     W = np.asarray(W)
     f, c = W.shape[:2]
@@ -89,7 +89,7 @@ def show_kernels(W, title="Convolution kernels", ncols=None, cmap="RdBu_r", size
 
 
 def show_feature_maps(maps, title="Feature maps", ncols=8, cmap="viridis", size=1.1):
-    """The channels of one feature map (C, H, W) side by side, each with its own colour scale."""
+    """The channels of one feature map (C, H, W) side by side, each with its own color scale."""
     maps = np.asarray(maps)
     if maps.ndim == 4:
         maps = maps[0]
@@ -207,7 +207,7 @@ def feature_map_mosaic(maps, ncols=8, ax=None, title="Feature maps", cmap="virid
     tiles are separated by ``pad`` pixels of background (NaN, drawn white). One ``imshow``
     instead of one axes per channel keeps this fast enough for pre-rendered widgets.
     A vector (C,) or (C, 1, 1), such as a fully connected layer's output, is drawn as
-    1x1 tiles with one colour scale for the whole vector: a small heat map with ``ncols``
+    1x1 tiles with one color scale for the whole vector: a small heat map with ``ncols``
     values per row.
     """
     maps = np.asarray(maps, dtype=np.float64)
@@ -235,7 +235,66 @@ def feature_map_mosaic(maps, ncols=8, ax=None, title="Feature maps", cmap="virid
     if c == 1:
         label = f"1 channel, {h}x{w}"
     else:
-        label = f"{c} channels, {ncols} per row" + (f", each {h}x{w}" if per_channel else " (one colour scale)")
+        label = f"{c} channels, {ncols} per row" + (f", each {h}x{w}" if per_channel else " (one color scale)")
     ax.set_xlabel(label)
+    ax.set_title(title)
+    return ax.figure
+
+
+_FLOW_COLORS = {"Conv2D": "#c6dbef", "Linear": "#dadaeb", "AvgPool2D": "#fdd0a2", "MaxPool2D": "#fdd0a2",
+                "Tanh": "#c7e9c0", "ReLU": "#c7e9c0", "Sigmoid": "#c7e9c0"}
+_FLOW_KINDS = (("#c6dbef", "convolution"), ("#c7e9c0", "activation"), ("#fdd0a2", "pooling"),
+               ("#dadaeb", "fully connected"), ("#eeeeee", "reshape, dropout"))
+
+
+def data_flow(model, input_shape=None, names=None, ax=None, title="Data flow through the network"):
+    """The layers of a ``Sequential`` as a column of boxes joined by arrows, top to bottom.
+
+    Each box shows the layer (``names[i]`` if given, e.g. ``{0: "C1"}``, then its
+    ``describe()``) and its parameter count; beside it, the shape of the array it passes
+    on and a bar for how many numbers that is per image. Shapes are computed with each layer's
+    ``output_shape`` from ``input_shape`` (default: the model's), so the figure always
+    matches the model. Boxes are colored by kind (convolution, activation, pooling,
+    fully connected, other).
+    """
+    shape = tuple(input_shape or model.input_shape or ())
+    if not shape:
+        raise ValueError("data_flow needs an input_shape, e.g. (1, 1, 32, 32)")
+    shape = (1,) + shape[1:]
+    names = dict(names or {})
+    rows = [("input", "", shape, 0, "#ffffff")]
+    for i, layer in enumerate(model.layers):
+        shape = layer.output_shape(shape)
+        label = f"{names[i]}: {layer.describe()}" if i in names else layer.describe()
+        rows.append((label, f"{layer.num_params():,} parameters" if layer.num_params() else "", shape,
+                     layer.num_params(), _FLOW_COLORS.get(type(layer).__name__, "#eeeeee")))
+    n = len(rows)
+    most = max(int(np.prod(r[2][1:])) for r in rows)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7.2, 0.52 * n + 1.0))
+    box_w, box_h, x0 = 2.5, 0.62, 0.0
+    for k, (label, params, shp, _, color) in enumerate(rows):
+        y = -k
+        ax.add_patch(plt.Rectangle((x0, y - box_h / 2), box_w, box_h, facecolor=color, edgecolor="0.3", lw=0.8))
+        ax.text(x0 + 0.08, y + (0.1 if params else 0), label, va="center", ha="left", fontsize=8.5)
+        if params:
+            ax.text(x0 + 0.08, y - 0.17, params, va="center", ha="left", fontsize=7, color="0.3")
+        numbers = int(np.prod(shp[1:]))
+        ax.text(x0 + box_w + 0.15, y, str(tuple(shp[1:])), va="center", ha="left", fontsize=8, family="monospace")
+        bar = 1.6 * numbers / most
+        ax.add_patch(plt.Rectangle((4.3, y - 0.16), bar, 0.32, facecolor="0.55", edgecolor="none"))
+        ax.text(4.3 + bar + 0.06, y, f"{numbers:,}", va="center", ha="left", fontsize=7.5)
+        if k + 1 < n:
+            ax.annotate("", xy=(x0 + box_w / 2, y - 1 + box_h / 2), xytext=(x0 + box_w / 2, y - box_h / 2),
+                        arrowprops=dict(arrowstyle="-|>", color="0.3", lw=0.9, shrinkA=0, shrinkB=0))
+    ax.text(x0, 0.75, "layer (parameters)", fontsize=8.5, fontweight="bold", va="bottom")
+    ax.text(x0 + box_w + 0.15, 0.75, "output shape", fontsize=8.5, fontweight="bold", va="bottom")
+    ax.text(4.3, 0.75, "numbers per image", fontsize=8.5, fontweight="bold", va="bottom")
+    handles = [plt.Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="0.3", lw=0.8) for c, _ in _FLOW_KINDS]
+    ax.legend(handles, [k for _, k in _FLOW_KINDS], loc="lower right", fontsize=7.5, frameon=False,
+              bbox_to_anchor=(1.0, 0.0))
+    ax.set_xlim(-0.1, 6.9)
+    ax.set_ylim(-n + 0.4, 1.3)
+    ax.set_axis_off()
     ax.set_title(title)
     return ax.figure

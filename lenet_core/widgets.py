@@ -46,10 +46,19 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["PrecomputedExplorer", "precomputed_explorer", "precomputed_explorer_2d", "render_outputs"]
+__all__ = ["PrecomputedExplorer", "precomputed_explorer", "precomputed_explorer_2d", "render_outputs",
+           "LIVE_CLASS"]
 
 #: Default upper bound on the number of pre-rendered states of one widget.
 MAX_STATES = 30
+
+#: CSS class for interactive content that is *not* a precomputed explorer (it needs a
+#: kernel, or the page's own script drives it, like a drawing canvas). The book's generic
+#: browser test (tests/browser/widgetkit.py) moves every control of every widget on every
+#: page and expects the picture to change; it skips whatever sits inside an element of
+#: this class, which that page's own test must cover. Mark a widget with
+#: ``widget.add_class(LIVE_CLASS)``, or HTML with ``<div class="lenet-live">``.
+LIVE_CLASS = "lenet-live"
 
 _CONTROLS = ("slider", "dropdown", "buttons")
 
@@ -324,3 +333,102 @@ def precomputed_explorer_2d(
     links = [widgets.jslink((ctrl_a, "index"), (outer, "selected_index"))]
     links += [widgets.jslink((ctrl_b, "index"), (s, "selected_index")) for s in inner]
     return PrecomputedExplorer([ctrl_a, ctrl_b], outer, states, links, [labels_a, labels_b])
+
+
+def precomputed_explorer_nd(
+    values: Sequence[Sequence[Any]],
+    render: Callable[..., Any],
+    descriptions: Sequence[str] | None = None,
+    controls: Sequence[str] | None = None,
+    labels: Sequence[Sequence[str] | None] | None = None,
+    *,
+    initial: Sequence[int] | None = None,
+    dpi: int = 80,
+    figsize: tuple[float, float] | None = None,
+    max_states: int = MAX_STATES,
+) -> PrecomputedExplorer:
+    """Like :func:`precomputed_explorer_2d`, with one control per entry of ``values``.
+
+    ``values`` holds one sequence of values per control, e.g. ``[optimizers,
+    learning_rates, iterations]``; ``render(a, b, c, ...)`` is called once for every
+    combination, so the product of the lengths must stay within ``max_states``
+    (raise it on purpose for many light states: ``render`` returning a small HTML
+    or SVG drawing instead of a matplotlib figure keeps each state a few kB).
+    ``descriptions``, ``controls`` and ``labels`` give one entry per control
+    (defaults: no description, sliders, ``str(value)``); ``initial`` one index per
+    control (default all 0).
+
+    In the browser the controls pick one path through nested ``Stack`` widgets,
+    one level per control: control ``d`` is ``jslink``-ed to every stack at depth
+    ``d``, so no kernel is needed to combine the choices. ``states`` maps a tuple
+    of indices, one per control, to the ``Output`` showing that combination; all
+    of them share one ``Layout`` (a page stores every widget's layout, and a
+    layout is several times larger than an empty ``Output``).
+
+    Example
+    -------
+    >>> import matplotlib.pyplot as plt
+    >>> w = precomputed_explorer_nd([["a", "b"], [1, 2], [10, 20, 30]],
+    ...                             lambda s, i, j: f"<p>{s} {i} {j}</p>",
+    ...                             descriptions=("s", "i", "j"))
+    >>> len(w.states), len(w.controls), len(w.links)
+    (12, 3, 7)
+    """
+    axes = [list(v) for v in values]
+    n = len(axes)
+    if n == 0:
+        raise ValueError("values is empty: give one sequence of values per control")
+    descriptions = [""] * n if descriptions is None else list(descriptions)
+    controls = ["slider"] * n if controls is None else list(controls)
+    labels = [None] * n if labels is None else list(labels)
+    initial = [0] * n if initial is None else [int(i) for i in initial]
+    for name, given in (("descriptions", descriptions), ("controls", controls), ("labels", labels),
+                        ("initial", initial)):
+        if len(given) != n:
+            raise ValueError(f"precomputed_explorer_nd: {name} has {len(given)} entries for {n} controls; "
+                             "give one per entry of values")
+    if any(len(a) == 0 for a in axes):
+        raise ValueError("values holds an empty sequence: give at least one value per control")
+    total = 1
+    for a in axes:
+        total *= len(a)
+    _check_count(total, max_states)
+    all_labels = [_labels_for(a, lab, f"precomputed_explorer_nd (control {d + 1})")
+                  for d, (a, lab) in enumerate(zip(axes, labels))]
+    shape = tuple(len(a) for a in axes)
+    if not all(0 <= i < s for i, s in zip(initial, shape)):
+        raise ValueError(f"initial={tuple(initial)} is outside the grid {' x '.join(map(str, shape))}")
+    shared = widgets.Layout()       # one layout model for all states keeps the saved page small
+    states = {}
+    for idx in _grid(shape):
+        states[idx] = widgets.Output(layout=shared)
+        states[idx].outputs = tuple(render_outputs(render, *(a[i] for a, i in zip(axes, idx)), dpi=dpi,
+                                                   figsize=figsize))
+    levels: list[list[widgets.Stack]] = [[] for _ in range(n)]
+    outer = _nested_stacks(states, shape, (), initial, levels)
+    ctrls = [_make_control(c, lab, desc, i)
+             for c, lab, desc, i in zip(controls, all_labels, descriptions, initial)]
+    links = [widgets.jslink((ctrl, "index"), (stack, "selected_index"))
+             for ctrl, level in zip(ctrls, levels) for stack in level]
+    return PrecomputedExplorer(ctrls, outer, states, links, all_labels)
+
+
+def _grid(shape):
+    """Every index tuple of a grid of ``shape``, last index fastest (like ``itertools.product``)."""
+    if not shape:
+        return [()]
+    return [(i,) + rest for i in range(shape[0]) for rest in _grid(shape[1:])]
+
+
+def _nested_stacks(states, shape, prefix, initial, levels):
+    """The ``Stack`` choosing among the states whose indices start with ``prefix`` (recorded in ``levels``)."""
+    depth = len(prefix)
+    children = [states[prefix + (i,)] if depth == len(shape) - 1
+                else _nested_stacks(states, shape, prefix + (i,), initial, levels)
+                for i in range(shape[depth])]
+    stack = widgets.Stack(children=children, selected_index=initial[depth])
+    levels[depth].append(stack)
+    return stack
+
+
+__all__ += ["precomputed_explorer_nd"]

@@ -15,6 +15,7 @@ from lenet_core.widgets import (  # noqa: E402
     PrecomputedExplorer,
     precomputed_explorer,
     precomputed_explorer_2d,
+    precomputed_explorer_nd,
     render_outputs,
 )
 
@@ -140,3 +141,75 @@ def test_errors_say_what_to_do():
         precomputed_explorer([], _draw_line)
     # raising the limit on purpose is allowed
     assert len(precomputed_explorer(range(3), print, max_states=3).states) == 3
+
+
+# --- precomputed_explorer_nd -------------------------------------------------------------
+
+
+def _stacks_at_depth(stack, depth):
+    """Every Stack ``depth`` levels below ``stack`` (0: the stack itself)."""
+    if depth == 0:
+        return [stack]
+    return [s for child in stack.children for s in _stacks_at_depth(child, depth - 1)]
+
+
+def test_nd_explorer_renders_every_combination_once_and_nests_one_stack_level_per_control():
+    calls = []
+
+    def show(a, b, c):
+        calls.append((a, b, c))
+        return f"<p>{a}-{b}-{c}</p>"
+
+    w = precomputed_explorer_nd([["x", "y"], [1, 2, 3], [0.5, 1.5]], show, descriptions=("a", "b", "c"),
+                                controls=("buttons", "dropdown", "slider"), initial=(1, 2, 0))
+    assert sorted(calls) == sorted((a, b, c) for a in "xy" for b in (1, 2, 3) for c in (0.5, 1.5))
+    assert sorted(w.states) == [(i, j, k) for i in range(2) for j in range(3) for k in range(2)]
+    assert w.states[(1, 2, 0)].outputs[0]["data"]["text/html"] == "<p>y-3-0.5</p>"
+    # the leaf reached by (i, j, k) is the state (i, j, k)
+    assert w.stack.children[1].children[0].children[1] is w.states[(1, 0, 1)]
+    a, b, c = w.controls
+    assert isinstance(a, widgets.ToggleButtons) and isinstance(b, widgets.Dropdown)
+    assert isinstance(c, widgets.SelectionSlider)
+    assert (a.index, b.index, c.index) == (1, 2, 0)
+    assert w.current_output() is w.states[(1, 2, 0)]
+    assert w.labels == [["x", "y"], ["1", "2", "3"], ["0.5", "1.5"]]
+    assert len({id(out.layout) for out in w.states.values()}) == 1     # one shared layout
+
+
+def test_nd_explorer_links_each_control_to_every_stack_at_its_depth():
+    w = precomputed_explorer_nd([[1, 2], [1, 2, 3], [1, 2]], lambda *v: str(v))
+    pairs = _link_pairs(w)
+    for depth, ctrl in enumerate(w.controls):
+        stacks = _stacks_at_depth(w.stack, depth)
+        assert len(stacks) == [1, 2, 6][depth]
+        for s in stacks:
+            assert ((ctrl, "index"), (s, "selected_index")) in pairs
+    assert len(pairs) == 1 + 2 + 6
+    # the deepest stacks hold the Output widgets themselves
+    assert all(isinstance(child, widgets.Output) for s in _stacks_at_depth(w.stack, 2) for child in s.children)
+
+
+def test_nd_explorer_with_one_control_matches_the_1d_explorer():
+    w = precomputed_explorer_nd([[1, 2, 3]], _draw_line, descriptions=["slope"])
+    assert sorted(w.states) == [(0,), (1,), (2,)]
+    assert all(len(_pngs(w.states[(i,)])) == 1 for i in range(3))
+    assert _link_pairs(w) == [((w.controls[0], "index"), (w.stack, "selected_index"))]
+
+
+def test_nd_explorer_errors_say_what_to_do():
+    with pytest.raises(ValueError, match="one sequence of values per control"):
+        precomputed_explorer_nd([], print)
+    with pytest.raises(ValueError, match="at least one value per control"):
+        precomputed_explorer_nd([[1], []], print)
+    with pytest.raises(ValueError, match="descriptions has 1 entries for 2 controls"):
+        precomputed_explorer_nd([[1], [2]], print, descriptions=["a"])
+    with pytest.raises(ValueError, match="initial has 3 entries"):
+        precomputed_explorer_nd([[1], [2]], print, initial=(0, 0, 0))
+    with pytest.raises(ValueError, match="outside the grid 1 x 2"):
+        precomputed_explorer_nd([[1], [2, 3]], print, initial=(0, 2))
+    with pytest.raises(ValueError, match="max_states"):
+        precomputed_explorer_nd([range(4), range(4), range(2)], print)
+    with pytest.raises(ValueError, match="control 2"):
+        precomputed_explorer_nd([[1], [2, 3]], print, labels=[None, ["only one"]])
+    # raising the limit on purpose is allowed
+    assert len(precomputed_explorer_nd([range(4), range(4), range(2)], lambda *v: "", max_states=32).states) == 32

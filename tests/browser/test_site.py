@@ -1,10 +1,15 @@
 """Open every page of the built book in headless Chromium, as a reader would.
 
-For every page: it loads with no failed request, no request to another host and
-no console error, and a full-page screenshot is saved. For every chapter
-(``notebooks/*``): its figures are loaded, its equations are typeset by MathJax,
-and every widget control, moved with no kernel running, changes what the widget
-shows. Skipped when the book has not been built (see conftest.py).
+For every page: it loads with no failed request, no request to another host or to a
+kernel and no console error; a full-page screenshot is saved; no code cell or printed
+output is cut at the edge of the column, on a desktop or on a phone; and every widget
+on it -- found generically, every slider, dropdown and toggle the embed manager
+rendered, see ``widgetkit.py`` -- is moved through its positions with no kernel running
+and must change what it shows at every step. For every chapter (``notebooks/*``): its
+figures are loaded, its equations are typeset by MathJax, and from chapter 2 on it has
+a widget. Interactive elements that are not precomputed explorers (a page's own script,
+a canvas) go inside an element of class ``lenet-live``; this file leaves them to that
+page's own test. Skipped when the book has not been built (see conftest.py).
 """
 from __future__ import annotations
 
@@ -14,25 +19,18 @@ from urllib.parse import urlsplit
 import pytest
 
 from sitekit import site_pages
+from widgetkit import LIVE_CLASS, exercise_page, live_elements
 
 PAGES = site_pages() or ["<book not built>"]
 CHAPTERS = [p for p in PAGES if p.startswith("notebooks/")] or ["<book not built>"]
 
 # Playwright waits (ms). Generous: CI machines are small.
 LOAD_TIMEOUT = 60_000
-CHANGE_TIMEOUT = 10_000
+
+#: Viewport widths the layout is checked at: a phone and a desktop.
+PHONE, DESKTOP = (375, 740), (1280, 900)
 
 # JS helpers --------------------------------------------------------------------
-
-# A description of what a widget currently shows, ignoring its controls: the
-# pictures and text of the Output widgets inside the top-level widget element.
-_FINGERPRINT_JS = """
-(area) => Array.from(area.querySelectorAll('.widget-output, .widget-html-content'))
-  .filter((el) => el.offsetParent !== null)
-  .map((el) => Array.from(el.querySelectorAll('img')).map((i) => i.src.slice(-200)).join('|')
-               + '::' + el.innerText)
-  .join('\\n##\\n')
-"""
 
 _MATH_STATUS_JS = """
 async () => {
@@ -57,6 +55,18 @@ async () => {
 }
 """
 
+# Canvases a page draws itself (a live page's drawing area) count as its figures.
+_LIVE_CANVAS_JS = f"() => document.querySelectorAll('.{LIVE_CLASS} canvas').length"
+
+# Code blocks (cell input, printed output, code in the text) whose content is wider than
+# the block: on a phone the scroll bar is hidden, so the reader sees the line cut off.
+_CUT_CODE_JS = """
+() => Array.from(document.querySelectorAll('main pre, article pre'))
+  .filter((p) => p.offsetParent !== null && p.scrollWidth > p.clientWidth + 1)
+  .map((p) => ({text: p.innerText.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '').slice(0, 90),
+                content: p.scrollWidth, box: p.clientWidth}))
+"""
+
 # Load every font face the page declares (the theme's and the widgets' icon
 # fonts), not only those the visible text happens to use: a font URL that does
 # not resolve then shows up as a failed request on every page, not just on the
@@ -78,6 +88,7 @@ class PageWatch:
         self.foreign: list[str] = []
         self.failed: list[str] = []
         self.errors: list[str] = []
+        self.kernel: list[str] = []
         page.route("**/*", self._route)
         page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
         page.on("response", self._response)
@@ -86,7 +97,10 @@ class PageWatch:
 
     def _route(self, route):
         parts = urlsplit(route.request.url)
-        if parts.scheme in ("http", "https", "ws", "wss") and parts.netloc != self.base:
+        if parts.scheme in ("ws", "wss") or parts.path.startswith(("/api/kernels", "/api/sessions")):
+            self.kernel.append(route.request.url)      # the static book must never look for a kernel
+            route.abort()
+        elif parts.scheme in ("http", "https") and parts.netloc != self.base:
             self.foreign.append(route.request.url)
             route.abort()
         else:
@@ -98,14 +112,15 @@ class PageWatch:
 
     def check(self):
         assert not self.foreign, f"requests to other hosts: {self.foreign}"
+        assert not self.kernel, f"requests for a kernel: {self.kernel}"
         assert not self.failed, f"failed requests: {self.failed}"
         assert not self.errors, f"console errors: {self.errors}"
 
 
-def open_page(browser, server, path, viewport=(1280, 900)):
+def open_page(browser, server, path, viewport=DESKTOP, wait_until="networkidle"):
     page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
     watch = PageWatch(page, server)
-    page.goto(server + path, wait_until="networkidle", timeout=LOAD_TIMEOUT)
+    page.goto(server + path, wait_until=wait_until, timeout=LOAD_TIMEOUT)
     return page, watch
 
 
@@ -133,58 +148,6 @@ def _shot_name(path: str) -> str:
     return path.replace("/", "__").removesuffix(".html") + ".png"
 
 
-def _move(control):
-    """Move a slider, dropdown or toggle-buttons control one step; return its kind."""
-    cls = control.get_attribute("class") or ""
-    if "widget-dropdown" in cls:
-        select = control.locator("select")
-        n = select.locator("option").count()
-        current = select.evaluate("(s) => s.selectedIndex")
-        select.select_option(index=(current + 1) % n)
-        return "dropdown"
-    if "widget-toggle-buttons" in cls:
-        buttons = control.locator("button")
-        n = buttons.count()
-        pressed = [i for i in range(n) if "mod-active" in (buttons.nth(i).get_attribute("class") or "")]
-        buttons.nth(((pressed[0] if pressed else 0) + 1) % n).click()
-        return "toggle buttons"
-    handle = control.locator(".noUi-handle").first
-    now = float(handle.get_attribute("aria-valuenow") or 0)
-    top = float(handle.get_attribute("aria-valuemax") or 0)
-    handle.focus()
-    handle.press("ArrowLeft" if now >= top else "ArrowRight")
-    return "slider"
-
-
-CONTROLS = ".widget-slider, .widget-dropdown, .widget-toggle-buttons"
-
-
-def _exercise_widgets(page) -> tuple[int, list[str]]:
-    """Move every control of every widget; return (moves, problems)."""
-    areas = page.locator(".widget-subarea")
-    moved, problems = 0, []
-    for a in range(areas.count()):
-        area = areas.nth(a)
-        controls = area.locator(CONTROLS)
-        for c in range(controls.count()):
-            before = area.evaluate(_FINGERPRINT_JS)
-            kind = _move(controls.nth(c))
-            try:
-                page.wait_for_function(
-                    f"([before, a]) => ({_FINGERPRINT_JS})("
-                    "document.querySelectorAll('.widget-subarea')[a]) !== before",
-                    arg=[before, a],
-                    timeout=CHANGE_TIMEOUT,
-                )
-                moved += 1
-            except Exception:  # playwright's TimeoutError
-                problems.append(
-                    f"moving {kind} #{c} of widget #{a} did not change what the widget shows "
-                    "(a kernel-only widget? use lenet_core.widgets.precomputed_explorer)"
-                )
-    return moved, problems
-
-
 @dataclass
 class Visit:
     """What one visit of a page found (each page is opened once per test session)."""
@@ -193,10 +156,13 @@ class Visit:
     has_h1: bool
     math: dict
     images: list
-    widgets: int
-    moved: int = 0
-    widget_problems: list = field(default_factory=list)
-    error: str | None = None
+    widgets: int                    # widget views declared in the page's HTML
+    live: int = 0                   # .lenet-live containers
+    live_canvases: int = 0
+    cut_code: list = field(default_factory=list)          # at desktop width
+    cut_code_phone: list = field(default_factory=list)    # the same page resized to a phone's width
+    reports: list = field(default_factory=list)   # one widgetkit.WidgetReport per rendered widget
+    rendered: int = 0
 
 
 _VISITS: dict[str, Visit] = {}
@@ -213,10 +179,16 @@ def visit(site, server, browser, screenshot_dir):
                 math = page.evaluate(_MATH_STATUS_JS)
                 images = page.evaluate(_IMAGES_JS)
                 page.screenshot(path=str(screenshot_dir / _shot_name(path)), full_page=True)
-                result = Visit(watch, page.locator("h1").count() >= 1, math, images, n_widgets)
+                result = Visit(watch, page.locator("h1").count() >= 1, math, images, n_widgets,
+                               live=live_elements(page), live_canvases=page.evaluate(_LIVE_CANVAS_JS),
+                               cut_code=page.evaluate(_CUT_CODE_JS))
                 if n_widgets:
-                    result.moved, result.widget_problems = _exercise_widgets(page)
+                    result.reports, result.rendered = exercise_page(page)
                 page.wait_for_load_state("networkidle")
+                # the same page at a phone's width: the layout reflows, no second load needed
+                page.set_viewport_size({"width": PHONE[0], "height": PHONE[1]})
+                page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+                result.cut_code_phone = page.evaluate(_CUT_CODE_JS)
             finally:
                 page.close()
             _VISITS[path] = result
@@ -225,9 +197,15 @@ def visit(site, server, browser, screenshot_dir):
     return run
 
 
+def _cut_message(path, width, cut) -> str:
+    lines = [f"{path} at {width} px: {len(cut)} code block(s) wider than the column (cut off on screen):"]
+    lines += [f"  {c['content']} px of content in a {c['box']} px box: {c['text']!r}" for c in cut[:5]]
+    return "\n".join(lines + ["Let long lines wrap (book/static/lenet/book.css) or shorten them."])
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_page_loads_cleanly(site, visit, path):
-    """No failed or foreign request, no console error; a screenshot is saved."""
+    """No failed or foreign request, no kernel, no console error; a screenshot is saved."""
     v = visit(path)
     assert v.has_h1, "page has no title (h1)"
     v.watch.check()
@@ -242,17 +220,105 @@ def test_chapter_shows_figures_and_math(site, visit, path):
         assert v.math["typeset"] == v.math["total"], f"equations not typeset by MathJax: {v.math}"
         assert v.math["containers"] > 0
     figures = [i for i in v.images if not i["inWidget"]] or v.images
-    assert figures, "the chapter shows no figure"
+    assert figures or v.live_canvases, "the chapter shows no figure"
     broken = [i for i in v.images if not (i["w"] > 0 and i["h"] > 0)]
     assert not broken, f"images that did not load: {broken}"
 
 
-@pytest.mark.parametrize("path", CHAPTERS)
+@pytest.mark.parametrize("path", PAGES)
 def test_widgets_respond_without_kernel(site, visit, path):
-    """Moving each control changes the widget's output, with no kernel running."""
+    """Every control of every widget on the page, moved with no kernel, changes what its widget shows."""
     v = visit(path)
     if not v.widgets:
-        assert path.startswith("notebooks/01"), f"{path}: every chapter from 2 on must have a widget"
-        pytest.skip(f"{path} has no widget")
-    assert not v.widget_problems, "\n".join(v.widget_problems)
-    assert v.moved, "the page has widgets but none with a slider, dropdown or toggle buttons"
+        if path.startswith("notebooks/") and not path.startswith("notebooks/01") and not v.live:
+            pytest.fail(f"{path}: every chapter from 2 on must have a widget", pytrace=False)
+        pytest.skip(f"{path} has no widget" + (f" (its .{LIVE_CLASS} parts have their own test)" if v.live else ""))
+    assert v.rendered == v.widgets, f"{path}: {v.widgets} widget views declared, {v.rendered} rendered"
+    problems = [f"{path}, {r.where(v.rendered)}: {r.problem}" for r in v.reports if r.problem]
+    assert not problems, "\n".join(problems)
+    tested = [r for r in v.reports if not r.skipped]
+    if not tested:
+        if v.live:
+            pytest.skip(f"{path}: all its widgets are inside .{LIVE_CLASS} (covered by that page's own test)")
+        pytest.fail(f"{path} has widgets but none with a slider, dropdown or toggle: "
+                    + "; ".join(f"{r.where(v.rendered)}: {r.skipped}" for r in v.reports), pytrace=False)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_code_is_not_cut_on_a_desktop(site, visit, path):
+    v = visit(path)
+    assert not v.cut_code, _cut_message(path, DESKTOP[0], v.cut_code)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_code_is_not_cut_on_a_phone(site, visit, path):
+    v = visit(path)
+    assert not v.cut_code_phone, _cut_message(path, PHONE[0], v.cut_code_phone)
+
+
+# The widget test itself: it must notice a widget that does not respond, and leave .lenet-live alone.
+
+_FREEZE_OUTPUT_JS = """
+(area) => {
+  // Replace what the widget shows by a frozen copy: the controls still move the real
+  // stack, now detached, so the visible picture no longer follows them (a dead widget).
+  const controls = area.querySelectorAll('.widget-slider, .widget-dropdown, .widget-toggle-buttons');
+  const box = area.querySelector('.lenet-explorer') || area.firstElementChild;
+  const shown = Array.from(box.children).filter((c) => !Array.from(controls).includes(c));
+  for (const el of shown) {
+    const copy = el.cloneNode(true);
+    el.replaceWith(copy);
+  }
+  return shown.length;
+}
+"""
+
+
+def _first_page_with_widgets(site):
+    for path in CHAPTERS:
+        if count_widget_views((site / path).read_text(encoding="utf-8")):
+            return path
+    pytest.skip("no page of the built book has a widget")
+
+
+def test_widget_test_reports_a_widget_that_does_not_respond(site, server, browser):
+    path = _first_page_with_widgets(site)
+    page, _ = open_page(browser, server, path)
+    try:
+        wait_for_widgets(page, 1)
+        page.evaluate("() => document.querySelectorAll('.widget-subarea')"
+                      ".forEach((a, i) => a.setAttribute('data-lenet-test-area', String(i)))")
+        assert page.evaluate(f"(a) => ({_FREEZE_OUTPUT_JS})(a)", page.query_selector(".widget-subarea")) > 0
+        reports, n = exercise_page(page, timeout=1500)
+    finally:
+        page.close()
+    assert n >= 1
+    problem = reports[0].problem or ""
+    assert "did not change what the widget shows" in problem, reports[0]
+    assert f"widget 1 of {n}" in reports[0].where(n)
+
+
+def test_widget_test_leaves_lenet_live_containers_alone(site, server, browser):
+    path = _first_page_with_widgets(site)
+    page, _ = open_page(browser, server, path)
+    try:
+        wait_for_widgets(page, 1)
+        page.evaluate(f"() => document.querySelectorAll('.widget-subarea')"
+                      f".forEach((a) => a.parentElement.classList.add('{LIVE_CLASS}'))")
+        reports, _ = exercise_page(page)
+    finally:
+        page.close()
+    assert reports and all(r.skipped == f"inside .{LIVE_CLASS}" and r.moves == 0 for r in reports)
+
+
+def test_widget_test_skips_a_lenet_live_part_inside_a_widget(site, server, browser):
+    path = _first_page_with_widgets(site)
+    page, _ = open_page(browser, server, path)
+    try:
+        wait_for_widgets(page, 1)
+        page.evaluate(f"() => document.querySelectorAll('.widget-subarea > .jupyter-widgets')"
+                      f".forEach((w) => w.classList.add('{LIVE_CLASS}'))")
+        reports, _ = exercise_page(page)
+    finally:
+        page.close()
+    assert reports and all(r.moves == 0 and r.skipped and LIVE_CLASS in r.skipped for r in reports), reports
