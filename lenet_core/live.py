@@ -99,7 +99,7 @@ def _samples(samples) -> dict:
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise ValueError(f"samples: expected MNIST-style images (N, 28, 28), got shape {images.shape}")
     if images.dtype != np.uint8:
-        raise ValueError(f"samples: expected uint8 grey levels 0..255, got dtype {images.dtype}")
+        raise ValueError(f"samples: expected uint8 gray levels 0..255, got dtype {images.dtype}")
     labels = [int(v) for v in labels]
     if len(labels) != len(images):
         raise ValueError(f"samples: {len(images)} images but {len(labels)} labels")

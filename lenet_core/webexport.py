@@ -42,7 +42,7 @@ Format (version 1): a UTF-8 JSON object ::
 
 Every parameter array is float32, little-endian, in C (row-major) order with PyTorch's
 shapes (Conv2D ``W``: (F, C, K, K); Linear ``W``: (out, in)), encoded in base64;
-``crc32`` is ``zlib.crc32`` of those raw bytes, so a damaged file is recognised rather
+``crc32`` is ``zlib.crc32`` of those raw bytes, so a damaged file is recognized rather
 than silently giving other weights. ``stage`` names the part of LeNet-5 a layer belongs
 to (C1, S2, C3, S4, C5, F6, output); the page shows the output of the last layer of each
 stage. A classic LeNet-5 export is about 330 KB.

@@ -46,7 +46,7 @@ def test_samples_and_set_model():
     images[:, 5:20, 10:14] = 255
     w = LiveLeNet({"classic": lc.lenet5("classic", seed=0)}, standardize=False, samples=(images, [1, 1, 7], [4, 9, 11]))
     assert w.samples["labels"] == [1, 1, 7] and w.samples["names"][2] == "a 7 (test image 11)"
-    assert len(w.samples["images"]) == 4 * ((3 * 784 + 2) // 3)   # base64 of the grey levels
+    assert len(w.samples["images"]) == 4 * ((3 * 784 + 2) // 3)   # base64 of the gray levels
     w.set_model("mine", lc.lenet5("modern", seed=0), standardize=True)
     assert w.variant == "mine" and set(w.models) == {"classic", "mine"}
     w.set_model("other", to_web_json(lc.lenet5("classic", seed=0), standardize=False), show=False)

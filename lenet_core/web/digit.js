@@ -8,7 +8,7 @@
 //   3. stretch the contrast: background -> 0, darkest stroke -> 1;
 //   4. crop to the bounding box of the ink (pixels above 25 % of full contrast);
 //   5. resize so the longer side is 20 pixels (a Lanczos filter in fixed-point integers);
-//   6. paste into 28x28 with the centre of mass at pixel (14, 14);
+//   6. paste into 28x28 with the center of mass at pixel (14, 14);
 //   7. scale to [0, 1], pad to 32x32 and, if the network was trained so, standardize.
 
 const INK_THRESHOLD = 0.25, BOX = 20, FIELD = 28, PRECISION_BITS = 22;
@@ -49,17 +49,17 @@ function lanczos3(x) {
 
 // Fixed-point weights for resizing one axis from nIn to nOut pixels: for each output pixel
 // o, the first input pixel it reads and the integer weights (units of 2^-22) of the inputs.
-// Output pixel o is centred on input coordinate (o + 1/2) nIn / nOut; when shrinking, the
+// Output pixel o is centered on input coordinate (o + 1/2) nIn / nOut; when shrinking, the
 // kernel is stretched by the scale factor (anti-aliasing) and each row's weights sum to 1.
 function resamplingWeights(nIn, nOut) {
   const scale = nIn / nOut, stretch = Math.max(scale, 1), support = 3 * stretch, inverse = 1 / stretch;
   const rows = [];
   for (let o = 0; o < nOut; o++) {
-    const centre = (o + 0.5) * scale;
-    const first = Math.max(Math.trunc(centre - support + 0.5), 0);
-    const stop = Math.min(Math.trunc(centre + support + 0.5), nIn);
+    const center = (o + 0.5) * scale;
+    const first = Math.max(Math.trunc(center - support + 0.5), 0);
+    const stop = Math.min(Math.trunc(center + support + 0.5), nIn);
     const w = [];
-    for (let i = first; i < stop; i++) w.push(lanczos3((i - centre + 0.5) * inverse));
+    for (let i = first; i < stop; i++) w.push(lanczos3((i - center + 0.5) * inverse));
     let total = 0;
     for (const v of w) total += v;                       // in order, as lenet_core does
     const fixed = w.map((v) => {
@@ -71,14 +71,14 @@ function resamplingWeights(nIn, nOut) {
   return rows;
 }
 
-// A fixed-point sum back to a whole grey level: add one half, drop the fraction, clip to 0..255.
-function toGreyLevel(acc) {
+// A fixed-point sum back to a whole gray level: add one half, drop the fraction, clip to 0..255.
+function toGrayLevel(acc) {
   const v = Math.floor((acc + (1 << (PRECISION_BITS - 1))) / (1 << PRECISION_BITS));
   return v < 0 ? 0 : v > 255 ? 255 : v;
 }
 
 // lenet_core.digits.lanczos_resize: rows first, then columns; an axis that keeps its size is
-// left alone. img: whole grey levels, row by row (h x w). All sums are exact integers.
+// left alone. img: whole gray levels, row by row (h x w). All sums are exact integers.
 export function lanczosResize(img, h, w, height, width) {
   let cur = img, curW = w;
   if (width !== w) {
@@ -88,7 +88,7 @@ export function lanczosResize(img, h, w, height, width) {
         const { first, fixed } = rows[o];
         let acc = 0;
         for (let k = 0; k < fixed.length; k++) acc += cur[r * curW + first + k] * fixed[k];
-        out[r * width + o] = toGreyLevel(acc);
+        out[r * width + o] = toGrayLevel(acc);
       }
     cur = out;
     curW = width;
@@ -100,7 +100,7 @@ export function lanczosResize(img, h, w, height, width) {
         const { first, fixed } = rows[o];
         let acc = 0;
         for (let k = 0; k < fixed.length; k++) acc += cur[(first + k) * curW + c] * fixed[k];
-        out[o * curW + c] = toGreyLevel(acc);
+        out[o * curW + c] = toGrayLevel(acc);
       }
     cur = out;
   }
@@ -109,7 +109,7 @@ export function lanczosResize(img, h, w, height, width) {
 
 // Steps 1-6 (lenet_core.digits.to_mnist_28). gray: width x height values 0..255, row by row.
 // Returns a Float32Array(784), white digit on black in [0, 1]; throws NoDigitError if the
-// image holds no digit (nearly one flat colour).
+// image holds no digit (nearly one flat color).
 export function toMnist28(gray, width, height) {
   if (width < 2 || height < 2) throw new NoDigitError(`the image is too small (${width}x${height} pixels)`);
   const n = width * height, g = new Float64Array(n);
@@ -127,7 +127,7 @@ export function toMnist28(gray, width, height) {
   const background = median(border);
   let peak = -Infinity;
   for (let k = 0; k < n; k++) if (g[k] > peak) peak = g[k];
-  if (peak - background < 16) throw new NoDigitError("no digit found: the drawing is (nearly) one flat colour");
+  if (peak - background < 16) throw new NoDigitError("no digit found: the drawing is (nearly) one flat color");
   const range = peak - background, ink = g;             // the contrast stretch, in place
   for (let k = 0; k < n; k++) ink[k] = Math.min(Math.max((g[k] - background) / range, 0), 1);
 
@@ -146,7 +146,7 @@ export function toMnist28(gray, width, height) {
   const nh = Math.max(1, roundHalfEven(h * scale)), nw = Math.max(1, roundHalfEven(w * scale));
   const small = lanczosResize(crop, h, w, nh, nw);
 
-  let total = 0, sumI = 0, sumJ = 0;                     // centre of mass, in integers
+  let total = 0, sumI = 0, sumJ = 0;                     // center of mass, in integers
   for (let i = 0; i < nh; i++)
     for (let j = 0; j < nw; j++) {
       const v = small[i * nw + j];
@@ -154,7 +154,7 @@ export function toMnist28(gray, width, height) {
     }
   if (total <= 0) throw new NoDigitError("no digit found");
   const half = FIELD / 2;
-  let rowAt = roundRatio(half * total - sumI, total);   // round(14 - centre row)
+  let rowAt = roundRatio(half * total - sumI, total);   // round(14 - center row)
   let colAt = roundRatio(half * total - sumJ, total);
   rowAt = Math.min(Math.max(rowAt, 0), FIELD - nh);
   colAt = Math.min(Math.max(colAt, 0), FIELD - nw);

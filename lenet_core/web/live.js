@@ -5,7 +5,7 @@
 // anywidget calls render({model, el}) in Jupyter (with a kernel) and in the book's static
 // pages (the ipywidgets embed manager, no kernel). The widget model holds:
 //   models   {key: JSON text of a web export}  the networks to choose from
-//   samples  {images: base64 of N x 28 x 28 grey levels, labels: [...], names: [...]}
+//   samples  {images: base64 of N x 28 x 28 gray levels, labels: [...], names: [...]}
 //   variant  the key of the network shown
 //   digit    (written here) the last 32x32 input, for Python to read in a live kernel
 //   prediction (written here) the class the network chose, -1 before any digit
@@ -17,7 +17,7 @@ const FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
 const LEARNING_RATES = [0.001, 0.01, 0.05, 0.1, 0.5];
 
 // ---------------------------------------------------------------------------
-// Colour scales: 256-entry lookup tables interpolated between a few colours.
+// Color scales: 256-entry lookup tables interpolated between a few colors.
 // ---------------------------------------------------------------------------
 function lut(stops) {
   const table = new Uint8ClampedArray(256 * 3);
@@ -29,10 +29,10 @@ function lut(stops) {
 }
 const DIVERGING = lut([[5, 48, 97], [67, 147, 195], [247, 247, 247], [214, 96, 77], [103, 0, 31]]); // blue-white-red
 const HEAT = lut([[255, 255, 255], [253, 204, 138], [252, 141, 89], [215, 48, 31], [127, 0, 0]]);   // white-orange-red
-const GREY_R = lut([[255, 255, 255], [0, 0, 0]]);                                                   // white-black
+const GRAY_R = lut([[255, 255, 255], [0, 0, 0]]);                                                   // white-black
 const REDS = lut([[247, 247, 247], [244, 165, 130], [214, 96, 77], [178, 24, 43], [103, 0, 31]]);   // white-red, for ReLU
 
-function colourIndex(v, lo, hi) {
+function colorIndex(v, lo, hi) {
   const t = hi > lo ? (v - lo) / (hi - lo) : 0.5;
   return Math.max(0, Math.min(255, Math.round(t * 255)));
 }
@@ -86,10 +86,10 @@ function begin(f) {                      // clear a figure and set its scale
   ctx.textBaseline = "alphabetic";
   return ctx;
 }
-function text(ctx, s, x, y, { size = 12, colour = TEXT, align = "left", bold = false, baseline = "alphabetic" } = {}) {
+function text(ctx, s, x, y, { size = 12, color = TEXT, align = "left", bold = false, baseline = "alphabetic" } = {}) {
   const font = `${bold ? "600 " : ""}${size}px ${FONT}`;
   if (ctx.llFont !== font) { ctx.font = font; ctx.llFont = font; }   // setting a font is slow
-  ctx.fillStyle = colour;
+  ctx.fillStyle = color;
   ctx.textAlign = align;
   ctx.textBaseline = baseline;
   ctx.fillText(s, x, y);
@@ -108,7 +108,7 @@ function paintMaps(ctx, data, { count, mh, mw, cols, x0, y0, cell, gap, table, l
     const gx = (m % cols) * (mw + 1), gy = Math.floor(m / cols) * (mh + 1);
     for (let i = 0; i < mh; i++)
       for (let j = 0; j < mw; j++) {
-        const c = colourIndex(data[m * mh * mw + i * mw + j], lo, hi), at = 4 * ((gy + i) * scratch.width + gx + j);
+        const c = colorIndex(data[m * mh * mw + i * mw + j], lo, hi), at = 4 * ((gy + i) * scratch.width + gx + j);
         img.data[at] = table[3 * c]; img.data[at + 1] = table[3 * c + 1]; img.data[at + 2] = table[3 * c + 2];
         img.data[at + 3] = 255;
       }
@@ -122,7 +122,7 @@ function paintMaps(ctx, data, { count, mh, mw, cols, x0, y0, cell, gap, table, l
     ctx.strokeStyle = "#d0d7de";
     ctx.lineWidth = 1;
     ctx.strokeRect(x - 0.5, y + (labels ? 12 : 0) - 0.5, mw * cell + 1, mh * cell + 1);
-    if (labels) text(ctx, labels[m], x + (mw * cell) / 2, y + 9, { size: 10, colour: MUTED, align: "center" });
+    if (labels) text(ctx, labels[m], x + (mw * cell) / 2, y + 9, { size: 10, color: MUTED, align: "center" });
   }
 }
 
@@ -133,10 +133,10 @@ function fmt(v) {
   return String(Number(v.toFixed(a >= 10 ? 1 : 2)));
 }
 
-// A horizontal colour bar from lo to hi with its numbers and what it measures.
+// A horizontal color bar from lo to hi with its numbers and what it measures.
 const barImages = new Map();
-function colourBar(ctx, table, lo, hi, x, y, w, what) {
-  if (!barImages.has(table)) {             // the 256 colours as a 256 x 1 image, made once
+function colorBar(ctx, table, lo, hi, x, y, w, what) {
+  if (!barImages.has(table)) {             // the 256 colors as a 256 x 1 image, made once
     const c = document.createElement("canvas");
     c.width = 256;
     c.height = 1;
@@ -151,21 +151,21 @@ function colourBar(ctx, table, lo, hi, x, y, w, what) {
   ctx.drawImage(barImages.get(table), x, y, w, 8);
   ctx.strokeStyle = "#8c959f";
   ctx.strokeRect(x - 0.5, y - 0.5, w + 1, 9);
-  text(ctx, fmt(lo), x, y + 20, { size: 10, colour: MUTED });
-  text(ctx, fmt(hi), x + w, y + 20, { size: 10, colour: MUTED, align: "right" });
+  text(ctx, fmt(lo), x, y + 20, { size: 10, color: MUTED });
+  text(ctx, fmt(hi), x + w, y + 20, { size: 10, color: MUTED, align: "right" });
   const zero = x + (w * (0 - lo)) / (hi - lo);
-  if (lo < 0 && hi > 0 && zero - x > 28 && x + w - zero > 28) text(ctx, "0", zero, y + 20, { size: 10, colour: MUTED, align: "center" });
-  text(ctx, what, x + w + 8, y + 8, { size: 10, colour: MUTED });
+  if (lo < 0 && hi > 0 && zero - x > 28 && x + w - zero > 28) text(ctx, "0", zero, y + 20, { size: 10, color: MUTED, align: "center" });
+  text(ctx, what, x + w + 8, y + 8, { size: 10, color: MUTED });
 }
 
 // A bar chart with axes: values[k] as bars from 0, y from lo to hi.
-function bars(ctx, values, { x0, y0, w, hgt, lo, hi, xLabel, yLabel, colours, ticks, xTicks, ghost }) {
+function bars(ctx, values, { x0, y0, w, hgt, lo, hi, xLabel, yLabel, colors, ticks, xTicks, ghost }) {
   const n = values.length, slot = w / n, y = (v) => y0 + hgt - ((v - lo) / (hi - lo)) * hgt;
   ctx.strokeStyle = "#d0d7de";
   ctx.lineWidth = 1;
   for (const t of ticks) {
     ctx.beginPath(); ctx.moveTo(x0, Math.round(y(t)) + 0.5); ctx.lineTo(x0 + w, Math.round(y(t)) + 0.5); ctx.stroke();
-    text(ctx, fmt(t), x0 - 4, y(t) + 3, { size: 10, colour: MUTED, align: "right" });
+    text(ctx, fmt(t), x0 - 4, y(t) + 3, { size: 10, color: MUTED, align: "right" });
   }
   const base = y(Math.max(lo, Math.min(hi, 0)));
   for (let k = 0; k < n; k++) {
@@ -175,18 +175,18 @@ function bars(ctx, values, { x0, y0, w, hgt, lo, hi, xLabel, yLabel, colours, ti
       ctx.fillStyle = "#c9d1d9";
       ctx.fillRect(x0 + k * slot + slot * 0.1, Math.min(base, y(g)), slot * 0.4, Math.abs(y(g) - base));
     }
-    ctx.fillStyle = typeof colours === "function" ? colours(k, values[k]) : colours;
+    ctx.fillStyle = typeof colors === "function" ? colors(k, values[k]) : colors;
     const left = ghost ? x0 + k * slot + slot * 0.5 : x0 + k * slot + slot * 0.15, width = ghost ? slot * 0.4 : slot * 0.7;
     ctx.fillRect(left, Math.min(base, y(v)), Math.max(width, 1), Math.max(Math.abs(y(v) - base), v === 0 ? 0 : 1));
   }
   ctx.strokeStyle = "#57606a";
   ctx.beginPath(); ctx.moveTo(x0, y0); ctx.lineTo(x0, y0 + hgt); ctx.lineTo(x0 + w, y0 + hgt); ctx.stroke();
-  for (const k of xTicks) text(ctx, String(k), x0 + (k + 0.5) * slot, y0 + hgt + 12, { size: 10, colour: MUTED, align: "center" });
-  text(ctx, xLabel, x0 + w / 2, y0 + hgt + 26, { size: 11, colour: MUTED, align: "center" });
+  for (const k of xTicks) text(ctx, String(k), x0 + (k + 0.5) * slot, y0 + hgt + 12, { size: 10, color: MUTED, align: "center" });
+  text(ctx, xLabel, x0 + w / 2, y0 + hgt + 26, { size: 11, color: MUTED, align: "center" });
   ctx.save();
   ctx.translate(12, y0 + hgt / 2);
   ctx.rotate(-Math.PI / 2);
-  text(ctx, yLabel, 0, 0, { size: 11, colour: MUTED, align: "center" });
+  text(ctx, yLabel, 0, 0, { size: 11, color: MUTED, align: "center" });
   ctx.restore();
 }
 
@@ -448,7 +448,7 @@ function render({ model, el }) {
   function padGray() {
     const rgba = padCtx.getImageData(0, 0, PAD, PAD).data;
     const gray = new Float64Array(PAD * PAD);
-    for (let k = 0; k < gray.length; k++) gray[k] = rgba[4 * k];   // ink and paper are grey: R = G = B
+    for (let k = 0; k < gray.length; k++) gray[k] = rgba[4 * k];   // ink and paper are gray: R = G = B
     return gray;
   }
 
@@ -461,7 +461,7 @@ function render({ model, el }) {
   // -- computing -------------------------------------------------------------------------
   // Everything the page shows for one input: the forward pass (every layer's output), the
   // probabilities, and the gradient of the chosen class score (one backward pass).
-  function analyse(net, input, target) {
+  function analyze(net, input, target) {
     const m = net.parsed.model, trace = m.forward(tensor([1, 32, 32], input));
     const logits = trace[trace.length - 1].data;
     const probs = softmax(logits);
@@ -489,7 +489,7 @@ function render({ model, el }) {
       }
     }
     const t1 = performance.now();
-    if (state.input) state.result = analyse(net, state.input, state.target);
+    if (state.input) state.result = analyze(net, state.input, state.target);
     const t2 = performance.now();
     draw();
     const t3 = performance.now(), ms = t3 - t0;
@@ -512,7 +512,7 @@ function render({ model, el }) {
   function empty(f, heading, message) {
     const ctx = begin(f);
     title(ctx, heading, f);
-    text(ctx, message, f.w / 2, f.h / 2, { size: 12, colour: MUTED, align: "center" });
+    text(ctx, message, f.w / 2, f.h / 2, { size: 12, color: MUTED, align: "center" });
     f.canvas.setAttribute("aria-label", `${heading}: ${message}`);
   }
 
@@ -544,7 +544,7 @@ function render({ model, el }) {
     const ctx = begin(probFig);
     title(ctx, `Prediction: ${r.prediction}   (${pct(r.probs[r.prediction])})`, probFig);
     bars(ctx, r.probs, { x0: 44, y0: 30, w: 284, hgt: 130, lo: 0, hi: 1, xLabel: "digit", yLabel: "probability",
-      colours: (k) => (k === r.prediction ? ACCENT : "#9ecbff"), ticks: [0, 0.5, 1], xTicks: [...Array(10).keys()] });
+      colors: (k) => (k === r.prediction ? ACCENT : "#9ecbff"), ticks: [0, 0.5, 1], xTicks: [...Array(10).keys()] });
     const order = [...r.probs.keys()].sort((a, b) => r.probs[b] - r.probs[a]).slice(0, 3);
     probFig.canvas.setAttribute("aria-label", "Probabilities of the ten digits: " +
       order.map((k) => `${k}: ${pct(r.probs[k])}`).join(", ") + ", the others less.");
@@ -555,10 +555,10 @@ function render({ model, el }) {
     let lo = Infinity, hi = -Infinity;
     for (const v of x) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
     title(ctx, "Input: 32×32", inputFig);
-    text(ctx, net.parsed.standardize ? "as MNIST, standardized" : "as MNIST, in [0, 1]", 8, 32, { size: 10, colour: MUTED });
-    paintMaps(ctx, x, { count: 1, mh: 32, mw: 32, cols: 1, x0: 13, y0: 40, cell: 4.5, gap: 0, table: GREY_R, lo, hi });
-    colourBar(ctx, GREY_R, lo, hi, 13, 190, 90, "value");
-    inputFig.canvas.setAttribute("aria-label", "The 32 by 32 input the network reads: the drawing cropped, scaled to a 20-pixel box and centred by its centre of mass.");
+    text(ctx, net.parsed.standardize ? "as MNIST, standardized" : "as MNIST, in [0, 1]", 8, 32, { size: 10, color: MUTED });
+    paintMaps(ctx, x, { count: 1, mh: 32, mw: 32, cols: 1, x0: 13, y0: 40, cell: 4.5, gap: 0, table: GRAY_R, lo, hi });
+    colorBar(ctx, GRAY_R, lo, hi, 13, 190, 90, "value");
+    inputFig.canvas.setAttribute("aria-label", "The 32 by 32 input the network reads: the drawing cropped, scaled to a 20-pixel box and centered by its center of mass.");
   }
 
   function drawSaliency(r) {
@@ -566,9 +566,9 @@ function render({ model, el }) {
     let hi = 0;
     for (const v of r.saliency) hi = Math.max(hi, v);
     title(ctx, `Saliency |∂z${subscript(r.target)} / ∂x|`, salFig);
-    text(ctx, `where ink matters to class ${r.target}`, 8, 32, { size: 10, colour: MUTED });
+    text(ctx, `where ink matters to class ${r.target}`, 8, 32, { size: 10, color: MUTED });
     paintMaps(ctx, r.saliency, { count: 1, mh: 32, mw: 32, cols: 1, x0: 13, y0: 40, cell: 4.5, gap: 0, table: HEAT, lo: 0, hi });
-    colourBar(ctx, HEAT, 0, hi, 13, 190, 90, "|∂z/∂x|");
+    colorBar(ctx, HEAT, 0, hi, 13, 190, 90, "|∂z/∂x|");
     salFig.canvas.setAttribute("aria-label", `Saliency map of the score of class ${r.target}: the absolute gradient of that score with respect to each input pixel, largest ${fmt(hi)}.`);
   }
 
@@ -583,10 +583,10 @@ function render({ model, el }) {
     const what = { C1: "conv 5×5", S2: "2×2 pooling", C3: "conv 5×5", S4: "2×2 pooling" }[stage];
     const act = classic ? (stage[0] === "C" ? ", tanh" : ", average") : (stage[0] === "C" ? ", ReLU" : ", max");
     title(ctx, `${stage}: ${C} maps of ${H}×${W}`, f);
-    text(ctx, `${what}${act}`, f.w - 8, 18, { size: 10, colour: MUTED, align: "right" });
+    text(ctx, `${what}${act}`, f.w - 8, 18, { size: 10, color: MUTED, align: "right" });
     const gap = cols > 3 ? 4 : 10, width = cols * W * cell + (cols - 1) * gap, x0 = Math.round((f.w - width) / 2);
     paintMaps(ctx, out.data, { count: C, mh: H, mw: W, cols, x0, y0: 28, cell, gap, table, lo, hi, labels });
-    colourBar(ctx, table, lo, hi, x0, f.h - 26, 120, "activation");
+    colorBar(ctx, table, lo, hi, x0, f.h - 26, 120, "activation");
     f.canvas.setAttribute("aria-label", `${stage}: ${C} feature maps of ${H} by ${W} pixels; ` +
       (classic ? "blue negative, red positive, white zero." : "red positive, white zero."));
   }
@@ -598,11 +598,11 @@ function render({ model, el }) {
     const hi = classic ? 1 : Math.max(m, 1e-6), lo = classic ? -1 : 0;
     title(ctx, `${stage}: ${values.length} units`, f);
     text(ctx, `${stage === "C5" ? "conv 5×5 over all of S4" : "linear 120 → 84"}${classic ? ", tanh" : ", ReLU"}`,
-      f.w - 8, 18, { size: 10, colour: MUTED, align: "right" });
+      f.w - 8, 18, { size: 10, color: MUTED, align: "right" });
     const ticks = classic ? [-1, 0, 1] : [0, hi];
     const n = values.length, xTicks = [0, Math.floor(n / 2), n - 1];
     bars(ctx, values, { x0: 44, y0: 28, w: f.w - 56, hgt: 100, lo, hi, xLabel: "unit", yLabel: "activation",
-      colours: (k, v) => (v >= 0 ? "#d6604d" : "#4393c3"), ticks, xTicks });
+      colors: (k, v) => (v >= 0 ? "#d6604d" : "#4393c3"), ticks, xTicks });
     f.canvas.setAttribute("aria-label", `${stage}: the ${n} activations as bars; red positive, blue negative.`);
   }
 
@@ -640,12 +640,12 @@ function render({ model, el }) {
     title(ctx, `∂L/∂W of C1's six 5×5 kernels (label ${label})`, dwFig);
     const labels = ["0", "1", "2", "3", "4", "5"];
     paintMaps(ctx, out.dW, { count: 6, mh: 5, mw: 5, cols: 6, x0: 20, y0: 26, cell: 8, gap: 10, table: DIVERGING, lo: -m, hi: m, labels });
-    colourBar(ctx, DIVERGING, -m, m, 20, dwFig.h - 26, 150, "∂L/∂W");
+    colorBar(ctx, DIVERGING, -m, m, 20, dwFig.h - 26, 150, "∂L/∂W");
     dwFig.canvas.setAttribute("aria-label", `The gradient of the loss for label ${label} with respect to each weight of C1's six 5 by 5 kernels; the step subtracts ${lr} times it.`);
     ctx = begin(moveFig);
     title(ctx, `η = ${lr}: p(${label}) ${pct(out.before[label])} → ${pct(out.after[label])}`, moveFig);
-    bars(ctx, out.after, { x0: 44, y0: 30, w: 274, hgt: 120, lo: 0, hi: 1, xLabel: "digit (grey: before, blue: after)",
-      yLabel: "probability", colours: (k) => (k === label ? ACCENT : "#9ecbff"), ticks: [0, 0.5, 1],
+    bars(ctx, out.after, { x0: 44, y0: 30, w: 274, hgt: 120, lo: 0, hi: 1, xLabel: "digit (gray: before, blue: after)",
+      yLabel: "probability", colors: (k) => (k === label ? ACCENT : "#9ecbff"), ticks: [0, 0.5, 1],
       xTicks: [...Array(10).keys()], ghost: out.before });
     moveFig.canvas.setAttribute("aria-label", `Probabilities before and after the step: the probability of ${label} went from ${pct(out.before[label])} to ${pct(out.after[label])}.`);
     stepInfo.textContent = `Loss −log p(${label}): ${out.lossBefore.toPrecision(3)} → ${out.lossAfter.toPrecision(3)}. ` +
@@ -726,14 +726,14 @@ function render({ model, el }) {
         return { error: err.message };
       }
     },
-    // Run one image (a 32x32 input, or grey levels to preprocess) through a network: the
+    // Run one image (a 32x32 input, or gray levels to preprocess) through a network: the
     // logits, probabilities, the saliency map of class `target` and, for label `label`, C1's
     // weight gradient and the probabilities after an SGD step with rate lr (the weights are
     // put back afterwards).
     run({ input, gray, width, height }, key = state.key, label = 0, target = "auto", lr = 0.01) {
       const net = state.nets[key];
       const x = input ? Float32Array.from(input) : prepareInput(net, gray, width, height);
-      const r = analyse(net, x, target);
+      const r = analyze(net, x, target);
       const saved = net.parsed.model.saveParams();
       const step = stepOn(net, x, label, lr);
       net.parsed.model.loadParams(saved);

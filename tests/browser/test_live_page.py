@@ -184,7 +184,7 @@ def test_preprocessing_is_lenet_cores_bit_for_bit(live, embedded):
     pad = page.evaluate("() => window.lenetLive.padImage()")
     images = [np.array(pad["gray"]).reshape(pad["height"], pad["width"])]
     images += [img.astype(np.float64) for img in embedded["images"][:5]]          # MNIST test digits
-    wide = np.full((120, 300), 210.0)                                             # a dark 7, off centre
+    wide = np.full((120, 300), 210.0)                                             # a dark 7, off center
     wide[20:30, 150:260] = 15
     wide[30:110, 240:255] = 30
     images.append(wide)
@@ -206,11 +206,11 @@ def plain_backward(model, x, dlogits):
     """``(dL/dx, dL/dW of C1)`` for the upstream gradient ``dlogits``, computed with
     lenet_core.reference's loop layers, which compute equal windows equally.
 
-    Why this reference for the modern network: on MNIST's flat background neighbouring
+    Why this reference for the modern network: on MNIST's flat background neighboring
     convolution outputs are exactly equal, and max pooling sends such a tie's gradient to the
     window's first maximum. The fast Conv2D (one BLAS product) may round equal windows
     differently by a unit in the last place and so pick another "first" maximum, which moves
-    a little gradient to a neighbouring position (average pooling, in the classic network,
+    a little gradient to a neighboring position (average pooling, in the classic network,
     spreads the gradient over the window and does not care). The page, like the loops,
     computes equal windows equally.
     """
