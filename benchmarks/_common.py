@@ -133,13 +133,36 @@ def cpu_seconds() -> float:
     return process_stats()["cpu_seconds"]
 
 
-def run_child(script: str, job: dict, threads: int) -> dict:
-    """Run ``script --child job`` in a fresh interpreter; return the JSON it prints last."""
+class SyntheticLoad:
+    """``with SyntheticLoad(n, duty):`` keeps ``n`` other processes busy meanwhile, each spinning
+    for ``duty`` of every 20 ms and sleeping the rest: a host shared with other programs, the
+    same for both frameworks. ``n = 0`` does nothing."""
+
+    SPIN = ("import sys, time\nduty = float(sys.argv[1])\nwhile True:\n    t = time.perf_counter()\n"
+            "    while time.perf_counter() - t < 0.02 * duty: pass\n    time.sleep(0.02 * (1 - duty))\n")
+
+    def __init__(self, n: int = 0, duty: float = 1.0):
+        self.n, self.duty, self.procs = n, duty, []
+
+    def __enter__(self):
+        self.procs = [subprocess.Popen([sys.executable, "-c", self.SPIN, str(self.duty)]) for _ in range(self.n)]
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+
+def run_child(script: str, job: dict, threads: int, load: SyntheticLoad | None = None) -> dict:
+    """Run ``script --child job`` in a fresh interpreter (under ``load``, if given); return the
+    JSON it prints last."""
     env = dict(os.environ)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
-    proc = subprocess.run([sys.executable, script, "--child", json.dumps(job)], env=env,
-                          capture_output=True, text=True)
+    with load or SyntheticLoad(0):
+        proc = subprocess.run([sys.executable, script, "--child", json.dumps(job)], env=env,
+                              capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child failed ({job}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -180,6 +203,6 @@ def machine_description(threads: int, how: str) -> list[str]:
     else:
         lines[-1] += ", torch not installed"
     lines.append(f"threads: {threads} for both (NumPy BLAS via {how}; torch.set_num_threads({threads}))")
-    if hasattr(os, "getloadavg"):
+    if hasattr(os, "getloadavg"):  # (a synthetic load, if any, is described by the caller)
         lines.append("load average at start (1/5/15 min): " + " / ".join(f"{v:.1f}" for v in os.getloadavg()))
     return lines

@@ -81,6 +81,10 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--frameworks", default="lenet_core,torch")
     p.add_argument("--json", help="also write all measurements to this JSON file")
+    p.add_argument("--load", type=int, default=0, metavar="N",
+                   help="keep N other processes busy while each run is timed (a shared, busy host)")
+    p.add_argument("--load-duty", type=float, default=1.0, metavar="F",
+                   help="fraction of the time each --load process spins (default 1: all the time)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -96,6 +100,8 @@ def main(argv=None):
         print("PyTorch is not installed: timing lenet_core only")
         frameworks = [f for f in frameworks if f != "torch"]
     print("\n".join(C.machine_description(threads, how)))
+    if args.load:
+        print(f"synthetic load: {args.load} other process(es) spinning {args.load_duty:.0%} of the time during every run")
     print(f"data: {args.data_dir} (test split), limit: {args.limit or 'all'}, repeats: {args.repeats}, "
           f"passes per run: {args.passes}")
     print()
@@ -112,7 +118,8 @@ def main(argv=None):
                 for fw in (frameworks if r % 2 == 0 else frameworks[::-1]):
                     job = dict(framework=fw, variant=variant, batch_size=bs, data=data, threads=threads,
                                passes=args.passes)
-                    runs[fw].append(C.run_child(os.path.abspath(__file__), job, threads))
+                    runs[fw].append(C.run_child(os.path.abspath(__file__), job, threads,
+                                                C.SyntheticLoad(args.load, args.load_duty)))
             medians = {}
             for fw in frameworks:
                 med, lo, hi = C.summarize([m["images"] / m["seconds"] for m in runs[fw]])

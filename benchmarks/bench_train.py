@@ -60,6 +60,14 @@ def child(job: dict) -> dict:
             loss, _ = runner.train_step(make_batch(idx), labels[idx])   # forward, loss, backward (no image gradient)
             opt.step()
             return loss
+    elif job["framework"] == "loop":     # a reader's own loop, as chapter 8 writes it: one process
+        opt, loss_fn = lc.SGD(model, lr=LR, momentum=MOMENTUM), lc.SoftmaxCrossEntropy()
+
+        def step(idx):
+            loss = loss_fn.forward(model.forward(make_batch(idx)), labels[idx])
+            model.backward(loss_fn.backward(), input_grad=False)
+            opt.step()
+            return loss
     else:
         import torch
         net = to_torch_module(model)
@@ -100,8 +108,14 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None,
                    help="threads for both frameworks (default: what NumPy's BLAS uses)")
-    p.add_argument("--frameworks", default="lenet_core,torch")
+    p.add_argument("--frameworks", default="lenet_core,torch",
+                   help="comma-separated: lenet_core (as fit runs it), loop (a reader's own loop in one "
+                        "process, BLAS on --threads threads), torch")
     p.add_argument("--json", help="also write all measurements to this JSON file")
+    p.add_argument("--load", type=int, default=0, metavar="N",
+                   help="keep N other processes busy while each run is timed (a shared, busy host)")
+    p.add_argument("--load-duty", type=float, default=1.0, metavar="F",
+                   help="fraction of the time each --load process spins (default 1: all the time)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -118,6 +132,8 @@ def main(argv=None):
         print("PyTorch is not installed: timing lenet_core only")
         frameworks = [f for f in frameworks if f != "torch"]
     print("\n".join(C.machine_description(threads, how)))
+    if args.load:
+        print(f"synthetic load: {args.load} other process(es) spinning {args.load_duty:.0%} of the time during every run")
     print(f"data: {args.data_dir}, limit: {args.limit or 'all'}, repeats: {args.repeats}, "
           f"SGD lr {LR} momentum {MOMENTUM}, {WARMUP_STEPS} untimed warm-up steps")
     print()
@@ -134,7 +150,8 @@ def main(argv=None):
             for r in range(args.repeats):
                 for fw in (frameworks if r % 2 == 0 else frameworks[::-1]):  # alternate who goes first
                     job = dict(framework=fw, variant=variant, batch_size=bs, data=data, threads=threads)
-                    runs[fw].append(C.run_child(os.path.abspath(__file__), job, threads))
+                    runs[fw].append(C.run_child(os.path.abspath(__file__), job, threads,
+                                                C.SyntheticLoad(args.load, args.load_duty)))
             per_60k = 60000 / runs[frameworks[0]][0]["images"]
             medians = {}
             for fw in frameworks:
@@ -146,9 +163,11 @@ def main(argv=None):
                       flush=True)
                 results.append(dict(variant=variant, batch_size=bs, framework=fw, seconds_per_epoch=med,
                                     min=lo, max=hi, cpu_seconds=cpu, peak_rss_mb=rss, runs=runs[fw]))
-            if len(frameworks) == 2:
-                ratios[(variant, bs)] = medians["lenet_core"] / medians["torch"]
-                print(f"{'':8} {'':5} {'ratio':10} {ratios[(variant, bs)]:10.2f}  (lenet_core / PyTorch)", flush=True)
+            for fw in (f for f in frameworks if f != "torch" and "torch" in medians):
+                ratio = medians[fw] / medians["torch"]
+                if fw == "lenet_core":
+                    ratios[(variant, bs)] = ratio
+                print(f"{'':8} {'':5} {'ratio':10} {ratio:10.2f}  ({fw} / PyTorch)", flush=True)
     shutil.rmtree(workdir, ignore_errors=True)
     if args.limit:
         print(f"\n(seconds per epoch extrapolated to 60,000 images from {args.limit})")

@@ -58,10 +58,10 @@ from multiprocessing.connection import Client, Listener, wait
 from multiprocessing.reduction import recv_handle, send_handle
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from .fast import engine_of, to_fast
 from .fast import tanh as fast_tanh
+from .fast.threads import blas_threads, one_blas_thread
 from .layers import Dropout
 from .losses import SoftmaxCrossEntropy
 from .network import Sequential
@@ -89,16 +89,8 @@ def shard_step(model, x, y, batch_size: int) -> tuple[float, int]:
 
 
 # ---------------------------------------------------------------------------
-# BLAS threads and process statistics
+# How many processes, and what they cost
 # ---------------------------------------------------------------------------
-
-_blas = ThreadpoolController().select(user_api="blas")
-
-
-def blas_threads() -> int | None:
-    """How many threads NumPy's BLAS uses now (None if no BLAS library was found)."""
-    return max((lib.num_threads for lib in _blas.lib_controllers), default=None)
-
 
 def default_processes() -> int:
     """``LENET_PROCESSES`` if set, else BLAS's thread count (at most ``MAX_DEFAULT_PROCESSES``)."""
@@ -210,7 +202,7 @@ def _run_shard(job, k, model, weights, io):
 def _serve(conn, tokens: _Tokens):
     """Worker loop: every request gets one reply, ``("ok", value)`` or ``("error", exception, traceback)``.
     For a batch the value is ``(step, [(shard, result), ...])``: the shards this worker took."""
-    _blas.limit(limits=1)                   # for the life of this process
+    one_blas_thread()                   # for the life of this process
     warnings.simplefilter("ignore")         # a diverging run's overflows are the caller's to report
     np.seterr(all="ignore")
     blocks, models = {}, {}                 # the shared memory; the networks built, by architecture
@@ -435,7 +427,7 @@ class DataParallel:
         self._limits: list = []
 
     def __enter__(self):
-        self._limits.append(_blas.limit(limits=1) if self.processes > 1 else None)
+        self._limits.append(one_blas_thread() if self.processes > 1 else None)
         return self
 
     def __exit__(self, *exc):
@@ -489,7 +481,7 @@ class DataParallel:
 
     # -- the machinery -------------------------------------------------------
     def _one_blas_thread(self):
-        return _blas.limit(limits=1) if self.processes > 1 and not self._limits else contextlib.nullcontext()
+        return one_blas_thread() if self.processes > 1 and not self._limits else contextlib.nullcontext()
 
     def _plan(self, x):
         """The shards for ``x``, or None when it runs here (among others when it does not fit the

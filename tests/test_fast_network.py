@@ -129,3 +129,17 @@ def test_engine_of_and_the_engine_argument():
         lc.lenet5(engine="turbo")
     twin = FastSequential.from_config(lc.lenet5(engine="plain").get_config())
     assert engine_of(twin) == "fast"
+
+
+def test_the_passes_run_blas_on_one_thread_and_leave_it_as_it_was(monkeypatch):
+    from lenet_core.fast import threads
+    seen = []
+    model = lc.lenet5("classic", seed=0)
+    original = F.FastConv2D.forward
+    monkeypatch.setattr(F.FastConv2D, "forward", lambda self, x: seen.append(threads.blas_threads()) or original(self, x))
+    before = threads.blas_threads()
+    x = np.random.default_rng(0).random((4, 1, 32, 32), dtype=np.float32)
+    model.backward(np.ones_like(model.forward(x)))
+    model.eval().infer(x)
+    assert seen and set(seen) <= {1, None}
+    assert threads.blas_threads() == before

@@ -11,8 +11,9 @@ float64 to 1e-12, float32 to 1e-5):
   loops that keep the memory order), :class:`FastTanh` (a rational ``tanh``),
   :class:`FastReLU`;
 * :mod:`lenet_core.fast.tanh` -- the float32 ``tanh`` made of multiplications;
-* :mod:`lenet_core.fast.network` -- :class:`FastSequential` (convolution + activation
-  fused; for inference, the pooling too) and :func:`to_fast` / :func:`to_plain`.
+* :mod:`lenet_core.fast.network` -- :class:`FastSequential` (for inference, convolution,
+  activation and pooling fused) and :func:`to_fast` / :func:`to_plain`;
+* :mod:`lenet_core.fast.threads` -- BLAS on one thread during the network's passes.
 
 **Which engine runs, in one place.** :func:`lenet_core.lenet5` and
 :func:`lenet_core.mlp` build the fast engine unless asked for ``engine="plain"``, and

@@ -12,6 +12,7 @@ import numpy as np
 from ..layers import LAYER_TYPES, Layer
 from ..network import Sequential
 from .layers import FAST_TWINS, FastAvgPool2D, FastConv2D, FastMaxPool2D
+from .threads import one_blas_thread
 
 __all__ = ["FastSequential", "to_fast", "to_plain", "engine_of", "ENGINES"]
 
@@ -20,24 +21,36 @@ _PLAIN_OF = {fast: plain for plain, fast in FAST_TWINS.items()}
 
 
 class FastSequential(Sequential):
-    """:class:`~lenet_core.network.Sequential` whose ``infer`` (no backward follows) fuses a
+    """:class:`~lenet_core.network.Sequential` with BLAS on one thread during its passes (see
+    :mod:`lenet_core.fast.threads`), and an ``infer`` (no backward follows) that fuses a
     :class:`FastConv2D`, its activation and the pooling after it: they run as
     ``conv.infer_then(x, activation, pool)``, which computes the activated, pooled maps a
     few rows at a time while they are in the CPU's cache and writes only the pooled maps
-    to memory. ``forward`` and ``backward`` are the plain loops over the fast layers.
+    to memory. Otherwise ``forward`` and ``backward`` are the plain loops over the fast layers.
     """
+
+    def forward(self, x):
+        with one_blas_thread():
+            return super().forward(x)
+
+    __call__ = forward
+
+    def backward(self, dout, input_grad: bool = True):
+        with one_blas_thread():
+            return super().backward(dout, input_grad=input_grad)
 
     def infer(self, x):
         layers, i = self.layers, 0
         try:
-            while i < len(layers):
-                if (type(layers[i]) is FastConv2D and i + 2 < len(layers)
-                        and type(layers[i + 2]) in (FastAvgPool2D, FastMaxPool2D)):
-                    x = layers[i].infer_then(x, layers[i + 1], layers[i + 2])
-                    i += 3
-                else:
-                    x = layers[i].forward(x)
-                    i += 1
+            with one_blas_thread():
+                while i < len(layers):
+                    if (type(layers[i]) is FastConv2D and i + 2 < len(layers)
+                            and type(layers[i + 2]) in (FastAvgPool2D, FastMaxPool2D)):
+                        x = layers[i].infer_then(x, layers[i + 1], layers[i + 2])
+                        i += 3
+                    else:
+                        x = layers[i].forward(x)
+                        i += 1
             return x
         finally:
             for layer in layers:
