@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet_core import download
+from lenet_core import download, progress
 from lenet_core.download import DEFAULT_MIRRORS, MNIST_FILES, MNISTDownloadError, download_file, resolve_mirrors
 from lenet_core.mnist import load_mnist
 from lenet_core.idx import IDXFormatError
@@ -232,12 +232,18 @@ def test_not_found_is_not_retried(serve, modified, cache):
     assert mirror.requests == [TEST_LABELS]
 
 
-def test_progress_bar_on_stderr(canonical, cache, capfd):
-    pytest.importorskip("tqdm")
+def test_progress_bar_on_stderr_in_a_terminal(canonical, cache, capfd, monkeypatch):
+    monkeypatch.setattr(progress, "interactive", lambda stream=None: True)   # as if stderr were a terminal
     download_file(TEST_LABELS, cache, mirrors=[canonical.url], retries=0, quiet=False)
     out, err = capfd.readouterr()
     assert out == ""
     assert TEST_LABELS in err
+
+
+def test_no_progress_bar_in_a_log(canonical, cache, capfd):
+    """stderr captured (not a terminal), as in a CI log: no carriage-return bars."""
+    download_file(TEST_LABELS, cache, mirrors=[canonical.url], retries=0, quiet=False)
+    assert capfd.readouterr() == ("", "")
 
 
 def test_quiet_prints_nothing(canonical, cache, capfd):
