@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import lenet_core as lc
+from lenet_core import progress
 from lenet_core.checkpoint import load_checkpoint
 from lenet_core.schedules import Constant, CosineAnnealing, ExponentialDecay, StepDecay, make_schedule
 from lenet_core.training import (History, TrainingDiverged, accuracy, confusion_matrix, epoch_permutation,
@@ -124,7 +125,9 @@ def test_divergence_names_epoch_and_step_and_keeps_the_checkpoint(tmp_path):
     assert isinstance(err, RuntimeError)
     assert err.epoch == 2 and 1 <= err.step <= 4 and err.global_step == 4 + err.step
     msg = str(err)
-    assert f"epoch 2, step {err.step}" in msg and "lower learning rate" in msg
+    assert f"epoch 2, step {err.step}" in msg and "the loss became nan" in msg
+    # the first epoch's rate worked, so that is the suggestion (not a tenth of 1e10)
+    assert err.suggested_lr == 0.01 and msg.endswith("Try a smaller learning rate, e.g. 0.01.")
     assert err.history.epochs == 1
     ckpt = load_checkpoint(path)  # the checkpoint of epoch 1 survived
     assert ckpt.epoch == 1 and all(np.isfinite(v).all() for v in ckpt.model.named_params().values())
@@ -153,11 +156,21 @@ def test_on_epoch_end_can_stop_early():
     assert calls == [1, 2] and h.epochs == 2
 
 
-def test_progress_bar_runs(capsys):
+def test_progress_bar_in_a_terminal(capsys, monkeypatch):
+    monkeypatch.setattr(progress, "interactive", lambda stream=None: True)   # as if stderr were a terminal
     x, y = _data(16)
     model = lc.lenet5("modern", seed=0)
     fit(model, lc.SGD(model, 0.01), x, y, 1, batch_size=8, progress=True)
     assert "epoch 1/1" in capsys.readouterr().err
+
+
+def test_no_progress_bar_in_a_log(capsys):
+    """Output captured (not a terminal), as in a CI log: no carriage-return bars even with progress=True."""
+    x, y = _data(16)
+    model = lc.lenet5("modern", seed=0)
+    fit(model, lc.SGD(model, 0.01), x, y, 1, batch_size=8, progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "\r" not in err and "epoch 1/1" not in err
 
 
 # -- evaluation -------------------------------------------------------------
