@@ -38,6 +38,7 @@ from ._version import __version__
 from .fast import to_fast
 from .files import atomic_write, remove_stale
 from .history import History
+from .layers import layer_type
 from .models import LENET5_VARIANTS, lenet5
 from .network import Sequential
 from .optim import make_optimizer
@@ -72,7 +73,7 @@ def _jsonable(obj, what):
 
 def _dropout_states(model) -> dict:
     return {str(i): layer.rng.bit_generator.state for i, layer in enumerate(model.layers)
-            if type(layer).__name__ == "Dropout"}
+            if layer_type(layer) == "Dropout"}
 
 
 def save_checkpoint(path, model, optimizer=None, epoch=0, history=None, extra=None) -> Path:
@@ -447,7 +448,7 @@ def _check_named_variant(mm, built):
     variant = mm["name"].removeprefix("lenet5-")
     if not mm["name"].startswith("lenet5-") or variant not in LENET5_VARIANTS:
         return
-    drops = {layer.p for layer in built.layers if type(layer).__name__ == "Dropout"}
+    drops = {layer.p for layer in built.layers if layer_type(layer) == "Dropout"}
     reference = lenet5(variant, seed=0, dtype=built.dtype, dropout=drops.pop() if len(drops) == 1 else 0.0)
     ours, theirs = built.get_config(), reference.get_config()
     if ours != theirs:
