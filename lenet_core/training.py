@@ -82,9 +82,9 @@ class TrainingDiverged(RuntimeError):
 
 def _nice(x: float) -> float:
     """``x`` rounded down to 1, 2 or 5 times a power of ten."""
-    e = math.floor(math.log10(x))
-    m = x / 10 ** e
-    return (5 if m >= 5 else 2 if m >= 2 else 1) * 10.0 ** e
+    e = math.floor(math.log10(x) + 1e-12)
+    m = x / 10.0 ** e * (1 + 1e-9)   # 4.9999999 is 5
+    return float(f"{5 if m >= 5 else 2 if m >= 2 else 1}e{e}")
 
 
 def suggest_lr(lr, rise=None, history=None, optimizer=None) -> float:
