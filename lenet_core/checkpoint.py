@@ -269,7 +269,8 @@ def _check_metadata(meta, arrays_given) -> dict:
     if om is not None:
         _need(isinstance(om, dict), "the 'optimizer' entry is not a dict")
         kind = om.get("type")
-        _need(kind in _BUFFERS, f"the optimizer type is {kind!r}, expected one of {', '.join(_BUFFERS)}")
+        _need(isinstance(kind, str) and kind in _BUFFERS,
+              f"the optimizer type is {kind!r}, expected one of {', '.join(_BUFFERS)}")
         _need(_is_int(om.get("steps")) and om["steps"] >= 0,
               f"the optimizer step count is {om.get('steps')!r}, expected a whole number >= 0")
         hyper = om.get("hyper")
@@ -284,8 +285,8 @@ def _check_metadata(meta, arrays_given) -> dict:
         allowed, required = _BUFFERS[kind]
         for n, keys in names.items():
             _need(n in params, f"the optimizer has buffers for {n!r}, which is not a parameter of the architecture")
-            _need(isinstance(keys, list) and set(keys) <= allowed and required <= set(keys)
-                  and len(set(keys)) == len(keys),
+            _need(isinstance(keys, list) and all(isinstance(k, str) for k in keys) and set(keys) <= allowed
+                  and required <= set(keys) and len(set(keys)) == len(keys),
                   f"{kind} buffers of {n} are {keys!r}, expected {sorted(allowed)}")
             for k in keys:
                 buffers[f"optim/{n}/{k}"] = (n, params[n])
@@ -305,8 +306,8 @@ def _npy_header(f, name):
         shape, fortran, dtype = reader(f, max_header_size=_MAX_NPY_HEADER)
     except _Bad:
         raise
-    except (ValueError, TypeError, SyntaxError, EOFError) as exc:
-        raise _Bad(f"entry {name!r} has no valid .npy header ({exc})") from None
+    except Exception as exc:   # NumPy's header parser raises many kinds (ValueError, SyntaxError, TokenError, ...)
+        raise _Bad(f"entry {name!r} has no valid .npy header ({type(exc).__name__}: {exc})") from None
     return tuple(shape), fortran, dtype, f.tell()
 
 

@@ -297,7 +297,7 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
         got = source.readinto(memoryview(array).cast("B"))
         length = header_size + got
         if got == nbytes and source.read(1):
-            length += 1 + len(source.read(CHUNK))   # how much is left over, up to a chunk
+            length += 1 + len(source.read(1 << 16))   # how much is left over, up to 64 KB
             raise IDXFormatError(
                 f"{path}: unexpected extra bytes after the data (at least {length - header_size - nbytes}; "
                 f"header declares shape {dims}, {header_size + nbytes} bytes in total)"
