@@ -244,10 +244,13 @@ def _stored_train_args(ckpt, path) -> dict:
         raise UsageError(f"{path} was not written by 'python -m lenet_core train', so the settings "
                          "needed to resume exactly are unknown; resume it from Python with fit(..., "
                          "start_epoch=ckpt.epoch, history=ckpt.history)")
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{path}: its recorded training settings are not a dict; it cannot be resumed")
     bad = [k for k, ok in _TRAIN_ARG_OK.items() if k in stored and not ok(stored[k])]
-    if not isinstance(stored, dict) or bad or set(stored) - set(_TRAIN_ARG_OK):
-        raise CheckpointError(f"{path}: its recorded training settings are malformed "
-                              f"({', '.join(bad) or 'unknown keys'}); it cannot be resumed")
+    bad += sorted(set(stored) - set(_TRAIN_ARG_OK))
+    if bad:
+        raise CheckpointError(f"{path}: its recorded training settings are malformed ({', '.join(bad)}); "
+                              "it cannot be resumed")
     stored = dict(stored)
     if ckpt.model.name != f"lenet5-{stored.get('variant', DEFAULTS['variant'])}":
         raise CheckpointError(f"{path}: its settings say variant {stored.get('variant')!r} but it holds "

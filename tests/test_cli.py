@@ -412,3 +412,18 @@ def test_summary_takes_its_checkpoint_like_the_other_commands(trained, capsys):
     assert code == 0 and "lenet5-modern" in out and "MaxPool2D" in out
     code, _, err = run(["summary", trained, "--variant", "classic"], capsys)
     assert code == 2 and "not both" in err
+
+
+@pytest.mark.parametrize("change, expected", [({"batch_size": "32"}, "malformed (batch_size)"),
+                                              ({"tempo": 3}, "malformed (tempo)"),
+                                              ({"variant": "classic"}, "variant 'classic' but it holds lenet5-modern")])
+def test_resume_refuses_malformed_training_settings(trained, tmp_path, capsys, change, expected):
+    """Item 5: settings of the wrong type in a checkpoint used to surface as tracebacks mid-run."""
+    from lenet_core.checkpoint import save_checkpoint
+    ckpt = load_checkpoint(trained)
+    path = tmp_path / "odd.npz"
+    args = {**ckpt.extra["train_args"], **change}
+    save_checkpoint(path, ckpt.model, ckpt.make_optimizer(), epoch=ckpt.epoch, history=ckpt.history,
+                    extra={**ckpt.extra, "train_args": args})
+    code, _, err = run(["train", "--resume", path, "--epochs", "2"], capsys)
+    assert code == 1 and expected in err and "Traceback" not in err
