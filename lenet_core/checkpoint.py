@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -226,7 +227,7 @@ def _check_history(history):
               f"history entry {key!r} has {lengths.get(key)} values for {n} epochs")
 
 
-def _check_metadata(meta, arrays_given) -> dict:
+def _check_metadata(meta) -> dict:
     """Check every field's type and value; return what the arrays must be:
     ``{"dtype", "config", "params": {name: shape}, "buffers": {entry: (param name, shape)}}``."""
     _need(_is_int(meta.get("epoch")) and meta["epoch"] >= 0,
@@ -251,7 +252,7 @@ def _check_metadata(meta, arrays_given) -> dict:
     rng = mm.get("dropout_rng") or {}
     _need(isinstance(rng, dict), "'model.dropout_rng' is not a dict")
     for idx, state in rng.items():
-        _need(isinstance(idx, str) and idx.isdigit() and int(idx) < len(config)
+        _need(isinstance(idx, str) and re.fullmatch(r"[0-9]{1,6}", idx) is not None and int(idx) < len(config)
               and config[int(idx)]["type"] == "Dropout",
               f"'model.dropout_rng' names layer {idx!r}, which is not a Dropout layer of the architecture")
         try:
@@ -408,7 +409,7 @@ def _read_zip(path, zf, max_bytes):
         if key not in meta:
             raise _Bad(f"the checkpoint metadata has no {key!r} entry")
 
-    spec = _check_metadata(meta, infos)
+    spec = _check_metadata(meta)
     dtype = spec["dtype"]
     wanted = {f"model/{n}": shape for n, shape in spec["params"].items()}
     wanted.update({entry: shape for entry, (_, shape) in spec["buffers"].items()})

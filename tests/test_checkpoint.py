@@ -429,6 +429,7 @@ MALFORMED = {
     "dtype missing": (_drop(["model", "dtype"]), "no 'dtype'"),
     "input shape text": (_set(["model", "input_shape"], "1x32x32"), "input shape"),
     "dropout state of a conv": (_set(["model", "dropout_rng"], {"0": {}}), "not a Dropout layer"),
+    "dropout layer '\u00b2'": (_set(["model", "dropout_rng"], {"\u00b2": {}}), "not a Dropout layer"),
     "history not a dict": (_set(["history"], [1, 2]), "'history'"),
     "history of text": (_set(["history", "train_loss"], ["low"]), "history entry 'train_loss'"),
     "history lengths": (_set(["history", "lr"], [0.1, 0.1, 0.1]), "different lengths"),

@@ -284,17 +284,18 @@ def test_a_run_that_blows_up_without_nan_is_stopped_and_not_saved(digits_4k, tmp
     assert h["train_acc"][-1] > 0.3   # chance is 0.11
 
 
-@pytest.mark.parametrize("variant, optimizer, lr", [("classic", "sgd", 0.003), ("classic", "sgd", 0.01),
-                                                    ("modern", "sgd", 0.01), ("classic", "adam", 1e-4),
-                                                    ("classic", "adam", 1e-3), ("modern", "adam", 1e-3),
-                                                    ("classic", "adam", 0.1), ("classic", "sgd", 0.5),
-                                                    ("classic", "momentum", 0.1), ("modern", "momentum", 0.1)])
-@pytest.mark.parametrize("labels", ["real", "random"])
+SENSIBLE = [("classic", "sgd", 0.003), ("classic", "sgd", 0.01), ("modern", "sgd", 0.01), ("classic", "adam", 1e-4),
+            ("classic", "adam", 1e-3), ("modern", "adam", 1e-3), ("classic", "adam", 0.1), ("classic", "sgd", 0.5),
+            ("classic", "momentum", 0.1), ("modern", "momentum", 0.1)]
+
+
+# Adam at 0.1 on random labels really does blow up (loss 3.5, well above a uniform guess): not in the list
+@pytest.mark.parametrize("variant, optimizer, lr, labels",
+                         [case + ("real",) for case in SENSIBLE]
+                         + [case + ("random",) for case in SENSIBLE if case[1:] != ("adam", 0.1)])
 def test_sensible_runs_are_never_flagged(digits_4k, variant, optimizer, lr, labels):
     """Slow runs (SGD 0.003: still at chance after an epoch), fast ones, and runs on random labels
     (at chance by construction) all finish; only blown-up or stuck-and-worsening runs stop."""
-    if labels == "random" and lr >= 0.1 and optimizer == "adam":
-        pytest.skip("Adam at 0.1 on random labels really does blow up (loss 3.5, above a uniform guess)")
     x, y = digits_4k
     if labels == "random":
         y = np.random.default_rng(0).integers(0, 10, len(y))
