@@ -1,4 +1,4 @@
-"""lenet_core.digits: the resize and centre-of-mass steps are exact, specified arithmetic; a reader's
+"""lenet_core.digits: the resize and center-of-mass steps are exact, specified arithmetic; a reader's
 own images are read upright as the camera saw them, and hostile files are refused before decoding."""
 import struct
 import zlib
