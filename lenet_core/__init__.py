@@ -11,6 +11,8 @@ The package behind the book *LeNet-5 from Scratch*::
 
 Modules, from the bottom of the stack up (each imports only modules listed before it):
 
+* files and terminals: ``files`` (write a file atomically, clean up after killed writes),
+  ``progress`` (progress bars only in a terminal or notebook);
 * data: ``idx`` (the IDX file format), ``download`` (mirrors, checksums), ``mnist``
   (find, download, load a split), ``preprocess`` (scale, pad, standardize),
   ``batches`` (mini-batches, train/validation split), ``digits`` (your own images);

@@ -6,7 +6,8 @@ placed in a 28x28 field so that its centre of mass sits in the middle. A reader'
 own digit, drawn dark on light paper at any size, has to go through the same steps
 before the network can read it; :func:`preprocess_digit_image` does them:
 
-1. grayscale (transparent pixels count as white paper);
+1. upright as the camera saw it (the EXIF orientation a phone records is applied), then
+   grayscale (transparent pixels count as white paper);
 2. invert if the background is light, judged from the median of the border pixels;
 3. stretch the contrast so the background becomes 0 and the darkest stroke 255
    (removes the grey of paper and uneven lighting);
@@ -22,35 +23,71 @@ does, and ``tests/browser/test_live_page.py`` checks it): the resize of step 5 i
 grey levels as Pillow's ``Image.resize(..., LANCZOS)`` done one axis at a time
 (horizontal, then vertical), and the centre of mass of step 6 is computed from whole
 grey levels with integer sums and rounded half to even, as Python's ``round`` does.
+
+A file that cannot be read as an image, or that declares more than ``MAX_PIXELS``
+pixels (a "decompression bomb": a few kilobytes that would decode to gigabytes), is
+refused with a :class:`DigitImageError` before its pixels are decoded.
 """
 from __future__ import annotations
 
 import math
 import os
+import struct
+import warnings
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["preprocess_digit_image", "to_mnist_28", "load_grayscale", "lanczos_resize"]
+__all__ = ["preprocess_digit_image", "to_mnist_28", "load_grayscale", "lanczos_resize", "open_image",
+           "DigitImageError", "MAX_PIXELS"]
 
 INK_THRESHOLD = 0.25  # fraction of full contrast above which a pixel counts as ink for the bounding box
 BOX = 20              # the longer side of the digit after step 5, in pixels
 FIELD = 28            # the size of the field it is pasted into (step 6)
 PRECISION_BITS = 22   # fixed-point resampling weights: integers in units of 2**-22
+#: The largest image read (width x height); a 48-megapixel phone photo is below it.
+MAX_PIXELS = 64_000_000
+
+
+class DigitImageError(ValueError):
+    """The file cannot be used as a digit image: unreadable, not an image, or refused as too large."""
+
+
+def open_image(path) -> Image.Image:
+    """Open and decode an image file, upright (EXIF orientation applied); DigitImageError if it is not
+    an image or declares more than ``MAX_PIXELS`` pixels, checked before any pixel is decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+                if width * height > MAX_PIXELS:
+                    raise DigitImageError(f"refused: the image declares {width}x{height} pixels "
+                                          f"({width * height / 1e6:,.0f} megapixels), more than the "
+                                          f"{MAX_PIXELS / 1e6:.0f} this reads; scale it down first")
+                im.load()
+                return ImageOps.exif_transpose(im)
+    except (DigitImageError, FileNotFoundError):
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DigitImageError(f"refused as a decompression bomb ({exc})") from None
+    except UnidentifiedImageError:
+        raise DigitImageError("not an image file that Pillow can read (PNG, JPEG, GIF, BMP, TIFF, WebP ...)") \
+            from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:   # truncated or damaged data
+        raise DigitImageError(f"cannot read the image ({type(exc).__name__}: {exc})") from None
 
 
 def load_grayscale(image) -> np.ndarray:
-    """A path, ``PIL.Image`` or array -> float64 grayscale array in 0..255, shape (H, W).
+    """A path, ``PIL.Image`` or array -> float64 grayscale array in 0..255, shape (H, W), upright.
 
     Arrays may be (H, W), (H, W, 3) or (H, W, 4); floats with a maximum of at most 1 are
     taken to be in [0, 1]. Alpha is composited onto white.
     """
     if isinstance(image, (str, os.PathLike)):
-        with Image.open(image) as im:
-            im.load()
-            return load_grayscale(im)
+        return load_grayscale(open_image(image))
     if isinstance(image, Image.Image):
-        im = image
+        im = ImageOps.exif_transpose(image)   # upright, as a viewer shows it
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
             im = im.convert("RGBA")
             white = Image.new("RGBA", im.size, (255, 255, 255, 255))

@@ -3,26 +3,28 @@
 ``download_file(name, root)`` tries every mirror in turn (``resolve_mirrors``:
 the argument, ``$LENET_MNIST_MIRRORS`` or ``DEFAULT_MIRRORS``), retries
 transient failures with a backoff, writes into a hidden ``.part`` file and gives
-the file its canonical name only once its MD5 matches ``MNIST_FILES``. Finding
-and reading the files is :mod:`lenet_core.mnist`'s job.
+the file its canonical name only once its MD5 matches ``MNIST_FILES`` (see
+:mod:`lenet_core.files`; ``.part`` files that a killed download left behind are
+deleted by the next one). ``check_writable(root)`` says early, and clearly, when
+the files could not be saved. Finding and reading the files is
+:mod:`lenet_core.mnist`'s job.
 """
 from __future__ import annotations
 
 import hashlib
 import http.client
 import os
-import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from tqdm.auto import tqdm
+from .files import atomic_write, remove_stale, temp_name
+from .progress import progress_bar
 
-__all__ = ["MNIST_FILES", "DEFAULT_MIRRORS", "MNISTDownloadError", "resolve_mirrors", "download_file",
-           "manual_instructions"]
+__all__ = ["MNIST_FILES", "DEFAULT_MIRRORS", "MNISTDownloadError", "DataDirNotWritable", "resolve_mirrors",
+           "download_file", "manual_instructions", "check_writable", "POINT_AT_ROOT"]
 
 MNIST_FILES = {
     "train-images-idx3-ubyte.gz": ("f68b3c2dcbeaaa9fbdd348bbdeb94873", 9_912_422),
@@ -62,16 +64,57 @@ def resolve_mirrors(mirrors: str | Iterable[str] | None = None) -> list[str]:
     return result
 
 
-def manual_instructions(root: Path, names: Sequence[str]) -> str:
+#: How the Python API names the place to look for the files (the command line says ``--data-dir DIR``).
+POINT_AT_ROOT = "the LENET_DATA_DIR environment variable (or the `root` argument)"
+
+
+def manual_instructions(root: Path, names: Sequence[str], point_at: str = POINT_AT_ROOT) -> str:
     """Text telling the reader how to put the MNIST files in place by hand."""
     listing = "\n".join(f"    {n}  (md5 {MNIST_FILES[n][0]})" for n in names)
     return (
         f"To install them by hand, get these files (gzipped as published, or un-gzipped "
         f"without the .gz suffix):\n{listing}\n"
         f"and put them in\n    {root}\n"
-        "or in a directory of your choice and point the LENET_DATA_DIR environment "
-        "variable (or the `root` argument) at it."
+        f"or in a directory of your choice and point {point_at} at it."
     )
+
+
+class DataDirNotWritable(PermissionError):
+    """Missing MNIST files cannot be downloaded because their directory cannot be written.
+
+    Attributes: ``root`` (the directory), ``reason`` (what the system said) and
+    ``needed`` (the files that are missing).
+    """
+
+    def __init__(self, root: Path, reason: str, needed: Sequence[str], point_at: str = POINT_AT_ROOT):
+        self.root, self.reason, self.needed = Path(root), reason, list(needed)
+        super().__init__(
+            f"Cannot download MNIST into {root}: {reason}.\nPoint {point_at} at a directory you can "
+            f"write to, or make this one writable.\n" + manual_instructions(root, needed, point_at))
+
+    def __str__(self):
+        return self.args[0]
+
+
+def check_writable(root, needed: Sequence[str] = tuple(MNIST_FILES), point_at: str = POINT_AT_ROOT) -> Path:
+    """Create ``root`` if needed and check that a file can be written there, before any download.
+
+    Raises :class:`DataDirNotWritable` naming the directory, the reason and what to do.
+    """
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / temp_name("write-check", ".part")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except FileExistsError:
+        raise DataDirNotWritable(root, "a file of that name exists where the directory should be", needed,
+                                 point_at) from None
+    except NotADirectoryError:
+        raise DataDirNotWritable(root, "part of the path is a file, not a directory", needed, point_at) from None
+    except OSError as exc:
+        raise DataDirNotWritable(root, (exc.strerror or str(exc)).lower(), needed, point_at) from None
+    return root
 
 
 class MNISTDownloadError(RuntimeError):
@@ -85,12 +128,14 @@ class MNISTDownloadError(RuntimeError):
         Every mirror tried, with why it failed (after retries, the last reason).
     """
 
-    def __init__(self, filename: str, failures: list[tuple[str, str]], root: Path, needed: Sequence[str]):
+    def __init__(self, filename: str, failures: list[tuple[str, str]], root: Path, needed: Sequence[str],
+                 point_at: str = POINT_AT_ROOT):
         self.filename = filename
         self.failures = list(failures)
+        self.root, self.needed = Path(root), list(needed)
         lines = [f"Could not download {filename} from any of {len(failures)} mirror(s):"]
         lines += [f"  - {url}: {reason}" for url, reason in failures]
-        lines.append(manual_instructions(root, needed))
+        lines.append(manual_instructions(root, needed, point_at))
         super().__init__("\n".join(lines))
 
 
@@ -104,10 +149,10 @@ class _MirrorFailure(Exception):
 
 
 def _progress_bar(total: int | None, desc: str, quiet: bool):
-    """A tqdm bar on stderr, or ``None`` when quiet."""
+    """A tqdm bar on stderr (in a terminal or notebook), or ``None`` when quiet."""
     if quiet:
         return None
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, leave=False)
+    return progress_bar(total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
 
 
 def _explain(exc: BaseException, timeout: float) -> _MirrorFailure:
@@ -207,7 +252,8 @@ def download_file(
     The data is written to a hidden temporary file in ``root`` and renamed to
     ``root / name`` only once its MD5 matches ``MNIST_FILES``; on any failure,
     including KeyboardInterrupt, the temporary file is deleted, so an invalid
-    file never appears under the canonical name.
+    file never appears under the canonical name. Temporary files that killed
+    downloads of the same file left behind are deleted first.
 
     Parameters
     ----------
@@ -234,35 +280,33 @@ def download_file(
     KeyError
         If ``name`` is not a canonical MNIST file name.
     """
-    expected_md5, expected_size = MNIST_FILES[name]
+    MNIST_FILES[name]   # a KeyError for a name that is not an MNIST file, before anything is written
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    remove_stale(root, name, ".part")
     failures: list[tuple[str, str]] = []
-    fd, tmp_name = tempfile.mkstemp(dir=root, prefix=f".{name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w+b") as tmp:
-            for base in resolve_mirrors(mirrors):
-                url = base + name
-                for attempt in range(retries + 1):
-                    if attempt:
-                        time.sleep(backoff * 2 ** (attempt - 1))
-                    try:
-                        _fetch_once(url, tmp, expected_md5, expected_size, timeout, quiet)
-                    except _MirrorFailure as failure:
-                        if failure.transient and attempt < retries:
-                            continue
-                        failures.append((url, failure.reason))
-                        break
-                    else:
-                        tmp.flush()
-                        os.fsync(tmp.fileno())
-                        tmp.close()
-                        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; the data is not
-                        target = root / name
-                        os.replace(tmp_name, target)
-                        return target
-        raise MNISTDownloadError(name, failures, root, [name])
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    target = root / name
+    with atomic_write(target, ".part") as tmp:   # renamed to `target` only if the block ends normally
+        if not _fetch_from_mirrors(name, tmp, resolve_mirrors(mirrors), failures, retries, backoff, timeout,
+                                   quiet):
+            raise MNISTDownloadError(name, failures, root, [name])
+    return target
 
+
+def _fetch_from_mirrors(name, tmp, mirrors, failures, retries, backoff, timeout, quiet) -> bool:
+    """Try each mirror in turn (retrying transient failures) until one delivers a verified copy
+    into ``tmp``; True on success, otherwise False with every mirror's reason in ``failures``."""
+    expected_md5, expected_size = MNIST_FILES[name]
+    for base in mirrors:
+        url = base + name
+        for attempt in range(retries + 1):
+            if attempt:
+                time.sleep(backoff * 2 ** (attempt - 1))
+            try:
+                _fetch_once(url, tmp, expected_md5, expected_size, timeout, quiet)
+                return True
+            except _MirrorFailure as failure:
+                if not (failure.transient and attempt < retries):
+                    failures.append((url, failure.reason))
+                    break
+    return False

@@ -17,10 +17,18 @@ MNIST uses two of them: ``0x00000803`` for images (uint8, 3 dimensions:
 count, rows, columns) and ``0x00000801`` for labels (uint8, 1 dimension).
 
 Files may be gzip-compressed (the published ``.gz`` files); ``read_idx``
-recognises that from the file's first bytes. Every structural problem -- bad
+recognizes that from the file's first bytes. Every structural problem -- bad
 gzip data, a wrong magic number, a file that is shorter or longer than its
 header declares -- raises ``IDXFormatError`` with the file name and what is
 wrong, never a bare ``struct.error`` or a numpy reshape error.
+
+The header is read first and the size it declares decides everything after it:
+a plain file must have exactly that many bytes (checked before reading them), a
+gzip file is decompressed in chunks of at most ``CHUNK`` bytes into an array of
+the declared size and refused as soon as its stream runs longer, and a header
+that declares more than gzip could possibly have packed into the file is refused
+before anything is decompressed. So a small, crafted file never costs more
+memory than the array its header honestly describes.
 """
 from __future__ import annotations
 
@@ -39,6 +47,7 @@ __all__ = [
     "LABELS_MAGIC",
     "parse_idx",
     "read_idx",
+    "read_idx_header",
     "write_idx",
 ]
 
@@ -58,6 +67,11 @@ IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
 
 _GZIP_SIGNATURE = b"\x1f\x8b"
+#: Bytes decompressed per read from a gzip file.
+CHUNK = 1 << 20
+#: Deflate turns at most 258 bytes into one 2-bit code, so no gzip file inflates to more than
+#: about 1032 times its size; a header declaring more than this bound times the file size is corrupt.
+MAX_GZIP_RATIO = 1100
 
 
 class IDXFormatError(ValueError):
@@ -73,6 +87,67 @@ def _describe_magic(magic: int) -> str:
     dtype = DTYPES.get((magic >> 8) & 0xFF)
     kind = dtype.newbyteorder("=").name if dtype is not None else "unknown type"
     return f"{kind}, {magic & 0xFF}-D"
+
+
+def _count(dims) -> int:
+    count = 1
+    for d in dims:
+        count *= d
+    return count
+
+
+def _parse_header(data, source: str, expected_magic: int | None):
+    """``(dims, dtype, header_size)`` from the first bytes of an IDX file (at least the whole
+    header, if the file has one); IDXFormatError for anything malformed."""
+    if len(data) < 4:
+        raise IDXFormatError(f"{source}: too short to be an IDX file ({len(data)} bytes, need at least 4)")
+    zero, type_code, ndim = struct.unpack(">HBB", bytes(data[:4]))
+    magic = (type_code << 8) | ndim
+    if zero != 0:
+        raise IDXFormatError(
+            f"{source}: not an IDX file (first bytes are {bytes(data[:4]).hex()}, "
+            "an IDX file starts with two zero bytes)"
+        )
+    if type_code not in DTYPES:
+        raise IDXFormatError(f"{source}: unknown IDX element type code 0x{type_code:02x}")
+    if ndim == 0:
+        raise IDXFormatError(f"{source}: header declares 0 dimensions")
+    if expected_magic is not None and magic != expected_magic:
+        raise IDXFormatError(
+            f"{source}: wrong kind of IDX file: expected magic 0x{expected_magic:08x} "
+            f"({_describe_magic(expected_magic)}), found 0x{magic:08x} ({_describe_magic(magic)})"
+        )
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise IDXFormatError(
+            f"{source}: truncated header: {ndim} dimensions need {header_size} header bytes, "
+            f"file has {len(data)}"
+        )
+    dims = struct.unpack(f">{ndim}I", bytes(data[4:header_size]))
+    dtype = DTYPES[type_code]
+    extent = dtype.itemsize  # bytes of the shape with its zero-length axes counted as 1
+    for d in dims:
+        extent *= max(d, 1)
+    if extent > np.iinfo(np.intp).max:
+        # An empty array (some axis 0) whose other axes multiply past what NumPy can index.
+        raise IDXFormatError(
+            f"{source}: header declares shape {dims}, which no array can have "
+            f"(the non-zero axes alone exceed {np.iinfo(np.intp).max} bytes); the header is corrupt"
+        )
+    return dims, dtype, header_size
+
+
+def _check_length(length: int, expected: int, dims, source: str) -> None:
+    if length < expected:
+        raise IDXFormatError(
+            f"{source}: truncated: header declares shape {dims} ({expected} bytes in total), "
+            f"file has only {length} bytes"
+        )
+    if length > expected:
+        raise IDXFormatError(
+            f"{source}: {length - expected} unexpected extra bytes after the data "
+            f"(header declares shape {dims}, {expected} bytes in total)"
+        )
 
 
 def parse_idx(data: bytes, source: str = "<bytes>", expected_magic: int | None = None) -> np.ndarray:
@@ -101,69 +176,79 @@ def parse_idx(data: bytes, source: str = "<bytes>", expected_magic: int | None =
         data is shorter or longer than the header declares.
     """
     data = memoryview(data).cast("B")
-    if len(data) < 4:
-        raise IDXFormatError(f"{source}: too short to be an IDX file ({len(data)} bytes, need at least 4)")
-    zero, type_code, ndim = struct.unpack(">HBB", data[:4])
-    magic = (type_code << 8) | ndim
-    if zero != 0:
-        raise IDXFormatError(
-            f"{source}: not an IDX file (first bytes are {bytes(data[:4]).hex()}, "
-            "an IDX file starts with two zero bytes)"
-        )
-    if type_code not in DTYPES:
-        raise IDXFormatError(f"{source}: unknown IDX element type code 0x{type_code:02x}")
-    if ndim == 0:
-        raise IDXFormatError(f"{source}: header declares 0 dimensions")
-    if expected_magic is not None and magic != expected_magic:
-        raise IDXFormatError(
-            f"{source}: wrong kind of IDX file: expected magic 0x{expected_magic:08x} "
-            f"({_describe_magic(expected_magic)}), found 0x{magic:08x} ({_describe_magic(magic)})"
-        )
-    header_size = 4 + 4 * ndim
-    if len(data) < header_size:
-        raise IDXFormatError(
-            f"{source}: truncated header: {ndim} dimensions need {header_size} header bytes, "
-            f"file has {len(data)}"
-        )
-    dims = struct.unpack(f">{ndim}I", data[4:header_size])
-    dtype = DTYPES[type_code]
-    count = 1
-    extent = dtype.itemsize  # bytes of the shape with its zero-length axes counted as 1
-    for d in dims:
-        count *= d
-        extent *= max(d, 1)
-    expected = header_size + count * dtype.itemsize
-    if len(data) < expected:
-        raise IDXFormatError(
-            f"{source}: truncated: header declares shape {dims} ({expected} bytes in total), "
-            f"file has only {len(data)} bytes"
-        )
-    if len(data) > expected:
-        raise IDXFormatError(
-            f"{source}: {len(data) - expected} unexpected extra bytes after the data "
-            f"(header declares shape {dims}, {expected} bytes in total)"
-        )
-    if extent > np.iinfo(np.intp).max:
-        # An empty array (some axis 0) whose other axes multiply past what NumPy can index.
-        raise IDXFormatError(
-            f"{source}: header declares shape {dims}, which no array can have "
-            f"(the non-zero axes alone exceed {np.iinfo(np.intp).max} bytes); the header is corrupt"
-        )
+    dims, dtype, header_size = _parse_header(data, source, expected_magic)
+    expected = header_size + _count(dims) * dtype.itemsize
+    _check_length(len(data), expected, dims, source)
+    count = _count(dims)
     flat = np.frombuffer(data, dtype=dtype, count=count, offset=header_size)
     return flat.reshape(dims).astype(dtype.newbyteorder("="))  # copy: writable, native order
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Return the file's content, gunzipped if it is gzip data (IDXFormatError if that fails)."""
-    raw = path.read_bytes()
-    if raw[:2] == _GZIP_SIGNATURE:
+class _Source:
+    """An IDX file opened for reading: plain, or gzip decompressed on the fly."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.raw = open(path, "rb")
+        self.size = os.fstat(self.raw.fileno()).st_size
+        self.compressed = self.raw.read(2) == _GZIP_SIGNATURE
+        self.raw.seek(0)
+        if not self.compressed and path.suffix == ".gz":
+            start = self.raw.read(4)
+            self.raw.close()
+            raise IDXFormatError(f"{path}: named .gz but is not gzip-compressed (starts with {start.hex()})")
+        self.stream = gzip.GzipFile(fileobj=self.raw, mode="rb") if self.compressed else self.raw
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes (fewer only at the end of the data)."""
+        parts, left = [], n
+        while left > 0:
+            part = self._guarded(self.stream.read, min(left, CHUNK))
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
+        return b"".join(parts)
+
+    def readinto(self, view) -> int:
+        """Fill ``view`` in chunks; the number of bytes that were there."""
+        done = 0
+        while done < len(view):
+            got = self._guarded(self.stream.readinto, view[done:done + CHUNK])
+            if not got:
+                break
+            done += got
+        return done
+
+    def _guarded(self, fn, arg):
         try:
-            return gzip.decompress(raw)
+            return fn(arg)
         except (OSError, EOFError, zlib.error) as exc:
-            raise IDXFormatError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
-    if path.suffix == ".gz":
-        raise IDXFormatError(f"{path}: named .gz but is not gzip-compressed (starts with {raw[:4].hex()})")
-    return raw
+            if not self.compressed:
+                raise
+            raise IDXFormatError(f"{self.path}: corrupt or truncated gzip data ({exc})") from exc
+
+    def close(self):
+        if self.stream is not self.raw:
+            self.stream.close()
+        self.raw.close()
+
+
+def read_idx_header(path: str | os.PathLike, expected_magic: int | None = None) -> tuple[int, ...]:
+    """The shape an IDX file's header declares, e.g. ``(60000, 28, 28)``, reading only the header.
+
+    Raises ``FileNotFoundError`` or :class:`IDXFormatError` like :func:`read_idx`; the data
+    itself is not checked.
+    """
+    path = Path(path)
+    source = _Source(path)
+    try:
+        head = source.read(4)
+        if len(head) == 4 and head[:2] == b"\0\0":
+            head += source.read(4 * head[3])
+        return _parse_header(head, str(path), expected_magic)[0]
+    finally:
+        source.close()
 
 
 def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.ndarray:
@@ -191,9 +276,36 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
     IDXFormatError
         If the gzip data is corrupt or the IDX content is malformed,
         truncated, too long, or of the wrong kind; the message names the file.
+        Nothing beyond the size the header declares is ever decompressed.
     """
     path = Path(path)
-    return parse_idx(_read_bytes(path), source=str(path), expected_magic=expected_magic)
+    source = _Source(path)
+    try:
+        head = source.read(4)
+        if len(head) == 4 and head[:2] == b"\0\0":
+            head += source.read(4 * head[3])
+        dims, dtype, header_size = _parse_header(head, str(path), expected_magic)
+        nbytes = _count(dims) * dtype.itemsize
+        if not source.compressed:
+            _check_length(source.size, header_size + nbytes, dims, str(path))   # before reading any data
+        elif nbytes > MAX_GZIP_RATIO * source.size:
+            raise IDXFormatError(
+                f"{path}: header declares shape {dims} ({header_size + nbytes} bytes), more than "
+                f"{source.size} bytes of gzip data can hold; the file is truncated or its header is corrupt"
+            )
+        array = np.empty(_count(dims), dtype=dtype)
+        got = source.readinto(memoryview(array).cast("B"))
+        length = header_size + got
+        if got == nbytes and source.read(1):
+            length += 1 + len(source.read(1 << 16))   # how much is left over, up to 64 KB
+            raise IDXFormatError(
+                f"{path}: unexpected extra bytes after the data (at least {length - header_size - nbytes}; "
+                f"header declares shape {dims}, {header_size + nbytes} bytes in total)"
+            )
+        _check_length(length, header_size + nbytes, dims, str(path))
+    finally:
+        source.close()
+    return array.reshape(dims).astype(dtype.newbyteorder("="), copy=False)  # native order, no copy for bytes
 
 
 def _type_code(dtype: np.dtype) -> int:

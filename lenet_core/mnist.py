@@ -13,8 +13,10 @@ variable ``LENET_DATA_DIR``, or ``$XDG_CACHE_HOME/lenet_core/mnist``
 on disk are used as they are, of any size, after structural checks only (see
 :mod:`lenet_core.idx`), so any MNIST-format dataset works, e.g. Debian's
 Fashion-MNIST in ``/usr/share/datasets/fashion-mnist``. Missing files are
-downloaded by :mod:`lenet_core.download`. Turning the arrays into network input
-is :mod:`lenet_core.preprocess`'s job.
+downloaded by :mod:`lenet_core.download`, after checking that the root can be
+written; ``ensure_mnist`` does that for several splits at once, so that one error
+lists every file that is missing. Turning the arrays into network input is
+:mod:`lenet_core.preprocess`'s job.
 """
 from __future__ import annotations
 
@@ -24,10 +26,11 @@ from typing import Iterable
 
 import numpy as np
 
-from .download import MNISTDownloadError, download_file, manual_instructions
-from .idx import IMAGES_MAGIC, LABELS_MAGIC, IDXFormatError, read_idx
+from .download import POINT_AT_ROOT, MNISTDownloadError, check_writable, download_file, manual_instructions
+from .idx import IMAGES_MAGIC, LABELS_MAGIC, IDXFormatError, read_idx, read_idx_header
 
-__all__ = ["SPLITS", "IMAGE_SHAPE", "NUM_CLASSES", "default_root", "load_mnist"]
+__all__ = ["SPLITS", "IMAGE_SHAPE", "NUM_CLASSES", "MNISTNotFoundError", "default_root", "missing_files",
+           "ensure_mnist", "load_mnist"]
 
 SPLITS = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -52,6 +55,23 @@ def default_root() -> Path:
         return Path(override).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join("~", ".cache")
     return Path(cache).expanduser() / "lenet_core" / "mnist"
+
+
+class MNISTNotFoundError(FileNotFoundError):
+    """MNIST files are missing and downloading was not allowed.
+
+    Attributes: ``root`` (where they were looked for) and ``missing`` (every missing canonical name).
+    """
+
+    def __init__(self, root: Path, missing, point_at: str = POINT_AT_ROOT,
+                 allow_download: str = "Or call load_mnist with download=True."):
+        self.root, self.missing = Path(root), list(missing)
+        what = ", ".join(self.missing)
+        super().__init__(f"MNIST files not found in {root}: {what}.\n"
+                         + manual_instructions(root, self.missing, point_at) + f"\n{allow_download}")
+
+    def __str__(self):
+        return self.args[0]
 
 
 def _find_on_disk(root: Path, name: str) -> Path | None:
@@ -104,38 +124,79 @@ def load_mnist(
     ValueError
         If ``split`` is not "train" or "test".
     FileNotFoundError
-        If files are missing and ``download`` is False; the message says
-        which files are needed and where to put them.
+        If files are missing and ``download`` is False (a :class:`MNISTNotFoundError`);
+        the message says which files are needed and where to put them.
+    PermissionError
+        If files are missing and ``root`` cannot be written (a
+        :class:`~lenet_core.download.DataDirNotWritable`), before anything is downloaded.
     MNISTDownloadError
         If a missing file could not be downloaded from any mirror.
     IDXFormatError
         If a file is malformed, the images are not 28x28, labels fall outside
-        0-9, or the images and labels counts differ.
+        0-9, or the images and labels counts differ (the shapes are checked from
+        the headers before any data is read).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
-    root = Path(root).expanduser() if root is not None else default_root()
-    names = SPLITS[split]
-    paths = {name: _find_on_disk(root, name) for name in names}
-    missing = [name for name, path in paths.items() if path is None]
-    if missing and not download:
-        raise FileNotFoundError(
-            f"MNIST {split} split: {', '.join(missing)} not found in {root} (download=False).\n"
-            + manual_instructions(root, missing)
-            + "\nOr call load_mnist with download=True."
-        )
-    for name in missing:
-        try:
-            paths[name] = download_file(
-                name, root, mirrors, retries=retries, backoff=backoff, timeout=timeout, quiet=quiet
-            )
-        except MNISTDownloadError as exc:
-            raise MNISTDownloadError(name, exc.failures, root, missing) from None
-    images_path, labels_path = (paths[name] for name in names)
+    paths = ensure_mnist(root, [split], download, mirrors, retries=retries, backoff=backoff, timeout=timeout,
+                         quiet=quiet)
+    images_path, labels_path = (paths[name] for name in SPLITS[split])
+    _check_headers(images_path, labels_path)          # the shapes, before any pixel is read
     images = read_idx(images_path, expected_magic=IMAGES_MAGIC)
     labels = read_idx(labels_path, expected_magic=LABELS_MAGIC)
     _check_pair(images, labels, images_path, labels_path)
     return images, labels
+
+
+def missing_files(root=None, splits=tuple(SPLITS)) -> list[str]:
+    """The canonical names of the files of ``splits`` that are not in ``root`` (gzipped or not)."""
+    root = Path(root).expanduser() if root is not None else default_root()
+    return [name for split in splits for name in SPLITS[split] if _find_on_disk(root, name) is None]
+
+
+def ensure_mnist(root=None, splits=tuple(SPLITS), download: bool = True, mirrors=None, *, retries: int = 2,
+                 backoff: float = 0.5, timeout: float = 30.0, quiet: bool = False, point_at: str = POINT_AT_ROOT,
+                 allow_download: str = "Or call load_mnist with download=True.") -> dict:
+    """Make sure the files of every split in ``splits`` are in ``root``; ``{name: path}``.
+
+    Missing files are downloaded (after checking that ``root`` can be written) unless
+    ``download`` is False. Every error names *all* the missing files of all the splits,
+    so one message tells the whole story. ``point_at`` and ``allow_download`` word the
+    advice for the caller (the command line names its ``--data-dir`` and
+    ``--no-download`` flags).
+
+    Raises :class:`MNISTNotFoundError` (files missing, ``download=False``),
+    :class:`~lenet_core.download.DataDirNotWritable` or
+    :class:`~lenet_core.download.MNISTDownloadError`.
+    """
+    root = Path(root).expanduser() if root is not None else default_root()
+    for split in splits:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    names = [name for split in splits for name in SPLITS[split]]
+    paths = {name: _find_on_disk(root, name) for name in names}
+    missing = [name for name, path in paths.items() if path is None]
+    if missing and not download:
+        raise MNISTNotFoundError(root, missing, point_at, allow_download)
+    if missing:
+        check_writable(root, missing, point_at)
+    for i, name in enumerate(missing):
+        try:
+            paths[name] = download_file(name, root, mirrors, retries=retries, backoff=backoff, timeout=timeout,
+                                        quiet=quiet)
+        except MNISTDownloadError as exc:
+            raise MNISTDownloadError(name, exc.failures, root, missing[i:], point_at) from None
+    return paths
+
+
+def _check_headers(images_path: Path, labels_path: Path) -> None:
+    """IDXFormatError unless the two headers describe a consistent split of 28x28 images."""
+    images = read_idx_header(images_path, expected_magic=IMAGES_MAGIC)
+    labels = read_idx_header(labels_path, expected_magic=LABELS_MAGIC)
+    if images[1:] != IMAGE_SHAPE:
+        raise IDXFormatError(f"{images_path}: images are {images[1:]}, expected {IMAGE_SHAPE}")
+    if images[0] != labels[0]:
+        raise IDXFormatError(f"{images_path} holds {images[0]} images but {labels_path} holds {labels[0]} labels")
 
 
 def _check_pair(images: np.ndarray, labels: np.ndarray, images_path: Path, labels_path: Path) -> None:

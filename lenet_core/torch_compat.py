@@ -1,7 +1,9 @@
 """Bridges to PyTorch: build the twin ``torch.nn.Sequential`` and move weights both ways.
 
 PyTorch is optional: importing this module works without it, and the functions
-that need it raise an ImportError that says how to install it.
+that need it raise an ImportError that says how to install it. ``TORCH_ADVICE`` is
+that advice, in the one wording the README, the setup page, ``pyproject.toml``, the
+tests and chapter 11 all use (``tests/test_package_structure.py`` checks it).
 Parameter names follow ``torch.nn.Sequential``: ``"<index>.weight"`` and
 ``"<index>.bias"`` for our ``"<index>.W"`` and ``"<index>.b"``.
 """
@@ -12,7 +14,12 @@ import numpy as np
 from .layers import layer_type
 
 __all__ = ["require_torch", "torch_available", "to_torch_module", "to_torch_state_dict",
-           "load_torch_state_dict"]
+           "load_torch_state_dict", "TORCH_INSTALL", "TORCH_ADVICE"]
+
+#: The command that installs PyTorch's CPU build (a few hundred MB, not the multi-GB CUDA one).
+TORCH_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+#: What to tell a reader who lacks it.
+TORCH_ADVICE = f"PyTorch is optional and not installed; to run this, install its CPU build: {TORCH_INSTALL}"
 
 _NAMES = {"W": "weight", "b": "bias"}
 _BACK = {v: k for k, v in _NAMES.items()}
@@ -30,8 +37,7 @@ def require_torch():
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("This needs PyTorch, which lenet_core does not require. Install the CPU build, "
-                          "e.g. `pip install torch==2.13.0` (or see pytorch.org for your platform).") from exc
+        raise ImportError(TORCH_ADVICE) from exc
     return torch
 
 

@@ -11,6 +11,13 @@ a checkpoint continues exactly as if it had never stopped:
 * the learning rate of epoch ``e`` is ``schedule(e)``;
 * the rest of the state (weights, optimizer buffers and step count, dropout
   random streams) is what :mod:`lenet_core.checkpoint` saves.
+
+A run that diverges stops with :class:`TrainingDiverged` instead of saving a
+ruined network: when a batch's loss is NaN or infinite, or far above where it
+started (:func:`check_batch`), and at the end of an epoch whose mean loss is far
+above its start or whose accuracy is at chance while the loss did not fall
+(:func:`check_epoch`). The message suggests a smaller learning rate worked out
+from the run (:func:`suggest_lr`).
 """
 from __future__ import annotations
 
@@ -19,35 +26,131 @@ import time
 
 import numpy as np
 
-from tqdm.auto import tqdm   # a text bar in a terminal, a widget in Jupyter
-
 from .batches import iterate_minibatches
 from .checkpoint import save_checkpoint
 from .history import History
 from .losses import SoftmaxCrossEntropy, softmax
 from .network import eval_mode
 from .parallel import DataParallel
+from .progress import progress_bar
 
 __all__ = ["History", "TrainingDiverged", "fit", "evaluate", "predict_logits", "predict", "predict_proba",
-           "confusion_matrix", "accuracy", "epoch_permutation", "train_step"]
+           "confusion_matrix", "accuracy", "epoch_permutation", "train_step", "check_batch", "check_epoch",
+           "suggest_lr"]
+
+#: An epoch's mean loss above this many times its reference (the larger of the run's first loss and
+#: the loss of a uniform guess, ln K) means the run has blown up; a single batch's, above BATCH_BLOWUP.
+EPOCH_BLOWUP = 3.0
+BATCH_BLOWUP = 100.0
+#: Optimizer steps a run must have taken before an accuracy at chance counts as a failure to learn,
+#: and how far above its reference the loss must then be (a run that is merely slow, or has random
+#: labels, sits at the reference: at chance *and* a little worse than a uniform guess means stuck).
+MIN_STEPS_AT_CHANCE = 50
+STUCK_LOSS = 1.05
+#: Learning rates that train both LeNet-5 variants well on MNIST; a suggestion never exceeds them.
+WORKING_LR = {"Adam": 1e-2, "SGD": 0.1}
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; training stopped before the bad step changed any weight.
+    """Training stopped because the run diverged; nothing of the bad epoch was saved.
 
-    Attributes: ``epoch`` (1-based), ``step`` (1-based batch index within the epoch),
-    ``global_step`` (optimizer steps taken before this batch, plus one), ``loss``, ``lr``
-    and ``history`` (the epochs completed before the failure).
+    Either a batch's loss became NaN, infinite or far too large (training stopped before that
+    batch changed any weight; :func:`check_batch`) or an epoch ended with its loss blown up or
+    its accuracy at chance (:func:`check_epoch`); ``reason`` says which.
+
+    Attributes: ``epoch`` (1-based), ``step`` (1-based batch index within the epoch, or
+    ``None`` for an end-of-epoch check), ``global_step`` (optimizer steps taken before this
+    batch, plus one), ``loss``, ``lr``, ``history`` (the epochs completed before the failure),
+    ``reason`` and ``suggested_lr``.
     """
 
-    def __init__(self, epoch, step, global_step, loss, lr, history=None):
+    def __init__(self, epoch, step, global_step, loss, lr, history=None, *, reason=None, suggested_lr=None):
         self.epoch, self.step, self.global_step, self.loss, self.lr = epoch, step, global_step, loss, lr
         self.history = history
+        self.suggested_lr = lr / 10 if suggested_lr is None else suggested_lr
+        self.reason = f"the loss became {loss}" if reason is None else reason
+        if step is not None:
+            kept = ("The weights were not updated with this batch, and checkpoints saved after earlier epochs "
+                    "are intact.")
+        else:
+            kept = "Nothing of this epoch was saved; checkpoints saved after earlier epochs are intact."
+        where = f"epoch {epoch}, step {step}" if step is not None else f"the end of epoch {epoch}"
         super().__init__(
-            f"training diverged: the loss became {loss} at epoch {epoch}, step {step} "
-            f"(optimizer step {global_step}) with learning rate {lr:g}. The weights were not updated with "
-            f"this batch, and checkpoints saved after earlier epochs are intact. Try a lower learning rate "
-            f"(e.g. {lr / 10:g}).")
+            f"training diverged at {where} (optimizer step {global_step}, learning rate {lr:g}): {self.reason}. "
+            f"{kept} Try a smaller learning rate, e.g. {self.suggested_lr:g}.")
+
+
+def _nice(x: float) -> float:
+    """``x`` rounded down to 1, 2 or 5 times a power of ten."""
+    e = math.floor(math.log10(x) + 1e-12)
+    m = x / 10.0 ** e * (1 + 1e-9)   # 4.9999999 is 5
+    return float(f"{5 if m >= 5 else 2 if m >= 2 else 1}e{e}")
+
+
+def suggest_lr(lr, rise=None, history=None, optimizer=None) -> float:
+    """A smaller learning rate for a run that diverged at ``lr``, from what the run showed.
+
+    * If earlier epochs (``history``) trained at smaller rates and their loss fell, the
+      largest of those rates: it demonstrably worked.
+    * Otherwise one power of ten smaller, one more for every factor of 1,000 by which the
+      loss rose above its reference (``rise``; at most three), rounded down to 1, 2 or 5
+      times a power of ten, and never above the rate that trains LeNet-5 well with this
+      optimizer (``WORKING_LR``): ``--lr 100000`` with Adam is told 0.01, not 10000.
+    """
+    worked = []
+    if history is not None and history.get("lr") and history.get("train_loss"):
+        losses = history["train_loss"]
+        for i, (rate, loss) in enumerate(zip(history["lr"], losses)):
+            if rate < lr and math.isfinite(loss) and (i == 0 or loss < losses[i - 1]):
+                worked.append(rate)
+    if worked:
+        return max(worked)
+    powers = 1
+    if rise is not None and rise > 1:
+        powers = 3 if not math.isfinite(rise) else min(3, 1 + int(math.log10(rise) // 3))
+    suggestion = lr / 10 ** powers
+    cap = WORKING_LR.get(type(optimizer).__name__) if optimizer is not None else None
+    if cap is not None:
+        suggestion = min(suggestion, cap)
+    return _nice(suggestion)
+
+
+def check_batch(loss, reference) -> str | None:
+    """Why one batch's ``loss`` shows a diverged run (NaN, infinite, or ``BATCH_BLOWUP`` times its
+    ``reference``), or ``None``. Nothing a sensible run does comes near that."""
+    if not math.isfinite(loss):
+        return f"the loss became {loss}"
+    if reference is not None and loss > BATCH_BLOWUP * reference:
+        ratio = loss / reference
+        times = f"{ratio:,.0f}" if ratio < 1e6 else f"{ratio:.1e}"
+        return f"the loss of one batch rose to {loss:.4g}, {times} times its start ({reference:.3g})"
+    return None
+
+
+def check_epoch(record, reference, chance, steps) -> str | None:
+    """Why the epoch in ``record`` shows a diverged run, or ``None``.
+
+    ``reference`` is the larger of the run's first batch loss and a uniform guess's loss
+    (ln K for K classes); ``chance`` the accuracy of always guessing the most common class;
+    ``steps`` the optimizer steps this run has taken. Diverged means: the epoch's mean loss
+    is above ``EPOCH_BLOWUP`` times the reference, or, once the run has taken
+    ``MIN_STEPS_AT_CHANCE`` steps, its accuracy is no better than chance (within three
+    standard deviations of sampling noise) while its loss is above ``STUCK_LOSS`` times the
+    reference. A run that learns, however slowly, does neither; nor does one on random labels
+    at a sensible rate (accuracy at chance, loss at the reference).
+    """
+    loss, acc = record["train_loss"], record["train_acc"]
+    if loss > EPOCH_BLOWUP * reference:
+        return (f"the mean training loss of the epoch is {loss:.4g}, {loss / reference:.1f} times where it "
+                f"started ({reference:.3g})")
+    if steps >= MIN_STEPS_AT_CHANCE and chance is not None:
+        n = max(1, record.get("samples", 1))
+        bound = chance + 3 * math.sqrt(chance * (1 - chance) / n) + 0.01
+        if acc <= bound and loss > STUCK_LOSS * reference:
+            return (f"after {steps} steps the training accuracy is {100 * acc:.1f}%, no better than guessing "
+                    f"({100 * chance:.1f}%), and the loss ({loss:.4g}) is above where it started "
+                    f"({reference:.3g}): the network has stopped learning (saturated or dead units)")
+    return None
 
 
 def epoch_permutation(seed, epoch: int, n: int) -> np.ndarray:
@@ -81,6 +184,17 @@ def train_step(model, optimizer, loss_fn, xb, yb):
     return loss, int((logits.argmax(axis=1) == yb).sum())
 
 
+def _stop_if_diverged(why, e, step, loss, reference, mean_so_far, optimizer, history):
+    """Raise TrainingDiverged if ``why`` says the run diverged at (0-based) epoch ``e``, batch
+    ``step`` (before its update), or at the end of the epoch (``step=None``)."""
+    if why is None:
+        return
+    evidence = loss if math.isfinite(loss) else mean_so_far
+    rise = evidence / reference if evidence is not None and reference else None
+    raise TrainingDiverged(e + 1, step, optimizer.steps + (step is not None), loss, optimizer.lr, history,
+                           reason=why, suggested_lr=suggest_lr(optimizer.lr, rise, history, optimizer))
+
+
 def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, seed=0, schedule=None,
         progress=True, start_epoch=0, history=None, on_epoch_end=None, loss_fn=None, *,
         checkpoint_path=None, checkpoint_extra=None, eval_batch_size=1000, processes=None) -> History:
@@ -109,7 +223,8 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
         start of each epoch (see :mod:`lenet_core.schedules`). Without one the optimizer's
         ``lr`` is left alone.
     progress : bool
-        Show a progress bar per epoch (``tqdm.auto``: text in a terminal, a widget in Jupyter).
+        Show a progress bar per epoch (``tqdm.auto``: text in a terminal, a widget in Jupyter);
+        never in a log or a pipe, where a redrawn bar would be a wall of carriage returns.
     start_epoch, history
         To resume: the number of epochs already done and their ``History`` (e.g. from
         ``load_checkpoint``). ``history`` is extended in place.
@@ -133,8 +248,10 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
     Raises
     ------
     TrainingDiverged
-        When a batch's loss is NaN or infinite; the message names the epoch and step.
-        Weights are left as they were before that batch.
+        When a batch's loss is NaN or infinite (weights are left as they were before that
+        batch) or blows up (:func:`check_batch`), or an epoch ends with the loss far above
+        its start or the accuracy at chance (:func:`check_epoch`); the diverged epoch is
+        neither recorded nor saved, and the message suggests a smaller learning rate.
     """
     x, y = _check_xy(x, y)
     if x_val is not None or y_val is not None:
@@ -153,6 +270,9 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
     loss_fn = SoftmaxCrossEntropy() if loss_fn is None else loss_fn
     n = len(x)
     n_batches = -(-n // batch_size)
+    chance = float(np.unique(y, return_counts=True)[1].max() / n)   # always guessing the commonest label
+    uniform = math.log(max(2, int(y.max()) + 1)) if isinstance(loss_fn, SoftmaxCrossEntropy) else 0.0
+    reference, steps = None, 0   # the first batch's loss, the optimizer steps of this call
 
     with DataParallel(model, processes) as parallel:   # each batch split over the cores (lenet_core.parallel)
         for e in range(start_epoch, epochs):
@@ -163,15 +283,18 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
             total_loss, total_correct, seen = 0.0, 0, 0
             batches = iterate_minibatches(x, y, batch_size, shuffle=True,
                                           seed=np.random.default_rng([int(seed), e]))
-            bar = tqdm(total=n_batches, desc=f"epoch {e + 1}/{epochs}", unit="batch", disable=not progress,
-                       leave=True, dynamic_ncols=True)
+            bar = progress_bar(n_batches, show=progress, desc=f"epoch {e + 1}/{epochs}", unit="batch",
+                               leave=True, dynamic_ncols=True)
             try:
                 for step, (xb, yb) in enumerate(batches, start=1):
                     with np.errstate(over="ignore", invalid="ignore"):
                         loss, correct = _gradients(parallel, loss_fn, xb, yb)
-                    if not math.isfinite(loss):
-                        raise TrainingDiverged(e + 1, step, optimizer.steps + 1, loss, optimizer.lr, history)
+                    if reference is None and math.isfinite(loss):
+                        reference = max(loss, uniform)
+                    _stop_if_diverged(check_batch(loss, reference), e, step, loss, reference,
+                                      total_loss / seen if seen else None, optimizer, history)
                     optimizer.step()
+                    steps += 1
                     total_loss += loss * len(xb)
                     total_correct += correct
                     seen += len(xb)
@@ -189,6 +312,8 @@ def fit(model, optimizer, x, y, epochs, batch_size=64, x_val=None, y_val=None, s
             finally:
                 bar.close()
             record["seconds"] = time.perf_counter() - t0
+            _stop_if_diverged(check_epoch({**record, "samples": seen}, reference, chance, steps), e, None,
+                              record["train_loss"], reference, None, optimizer, history)
             history.record(**record)
             if checkpoint_path is not None:
                 extra = dict(checkpoint_extra or {})

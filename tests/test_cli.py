@@ -272,3 +272,158 @@ def test_preprocess_rejects_blank_and_odd_inputs():
         preprocess_digit_image(np.zeros((2, 3, 4, 5)))
     with pytest.raises(ValueError, match="too small"):
         preprocess_digit_image(np.zeros((1, 5)))
+
+
+# -- nothing lost, nothing confusing (issue 16) ---------------------------------------
+
+
+def _small_train(mnist_10k_dir, out, *extra):
+    return ["train", "--epochs", "1", "--limit", "64", "--batch-size", "32", "--data-dir", mnist_10k_dir,
+            "--output", out, *extra]
+
+
+def test_train_refuses_to_replace_an_existing_file(trained, mnist_10k_dir, tmp_path, capsys):
+    """Item 2: -o FILE used to replace FILE silently (and make it 0600)."""
+    path = tmp_path / "precious.npz"
+    path.write_bytes(trained.read_bytes())
+    path.chmod(0o644)
+    before = path.read_bytes()
+    code, out, err = run(_small_train(mnist_10k_dir, path), capsys)
+    assert code == 2 and "already exists" in err and "--force" in err and "Training" not in out
+    assert path.read_bytes() == before
+    code, out, err = run(_small_train(mnist_10k_dir, path, "--force"), capsys)
+    assert code == 0, err
+    assert path.read_bytes() != before and path.stat().st_mode & 0o777 == 0o644   # replaced, mode kept
+
+
+def test_resume_may_replace_only_the_resumed_file(trained, mnist_10k_dir, tmp_path, capsys):
+    mine = tmp_path / "run.npz"
+    mine.write_bytes(trained.read_bytes())
+    other = tmp_path / "other.npz"
+    other.write_bytes(trained.read_bytes())
+    data = ["--data-dir", mnist_10k_dir, "--no-progress"]
+    code, _, err = run(["train", "--resume", mine, "--epochs", "2", "--output", other] + data, capsys)
+    assert code == 2 and f"{other} already exists" in err
+    code, out, err = run(["train", "--resume", mine, "--epochs", "2"] + data, capsys)   # in place
+    assert code == 0, err
+    assert load_checkpoint(mine).epoch == 2 and load_checkpoint(other).epoch == 1
+
+
+def test_a_run_that_blows_up_fails_and_keeps_nothing(mnist_10k_dir, tmp_path, capsys):
+    """Item 3: --lr 100 (loss in the thousands, never NaN) used to exit 0 and keep its checkpoint."""
+    path = tmp_path / "boom.npz"
+    code, out, err = run(["train", "--lr", "100", "--limit", "2000", "--epochs", "2", "--no-progress",
+                          "--data-dir", mnist_10k_dir, "--output", path], capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith("error: training diverged") and "e.g. --lr 0.01." in err
+    assert "No checkpoint was written." in err and not path.exists()
+
+
+def test_predict_refuses_a_decompression_bomb_and_reads_the_rest(trained, tmp_path, capsys):
+    """Item 4: a bomb used to print a traceback and skip the files after it."""
+    from test_digits import _png
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png(30_000, 30_000, bytes(30_001)))
+    good = tmp_path / "good.png"
+    Image.fromarray(np.pad(np.full((10, 4), 255, np.uint8), 9)).save(good)
+    code, out, err = run(["predict", trained, bomb, good], capsys)
+    assert code == 1 and "Traceback" not in err
+    assert f"{bomb}: refused" in err and "1 of 2 images could not be read" in err
+    assert out.startswith(f"{good}: ")
+
+
+def _refuse_writes_in(monkeypatch, directory):
+    """As if ``directory`` were read-only (the tests run as root, who may write anywhere)."""
+    from pathlib import Path
+    real_open = os.open
+
+    def guarded(path, flags, *args, **kwargs):
+        if Path(path).parent == directory and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", guarded)
+
+
+def test_unwritable_output_directory_is_found_before_any_work(mnist_10k_dir, tmp_path, capsys, monkeypatch):
+    """Item 6: it used to be found only when the first epoch's checkpoint was saved."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _refuse_writes_in(monkeypatch, locked)
+    code, out, err = run(_small_train(mnist_10k_dir, locked / "m.npz", "--no-progress"), capsys)
+    assert code == 1 and "Training" not in out and "epoch" not in out
+    assert f"cannot write the checkpoint into {locked}: permission denied" in err and "--output" in err
+
+
+def test_read_only_data_directory_is_found_before_any_work(tmp_path, capsys, monkeypatch):
+    """Item 6: a read-only cache used to give a bare errno from inside the download."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    _refuse_writes_in(monkeypatch, cache)
+    monkeypatch.setenv("LENET_MNIST_MIRRORS", "http://127.0.0.1:9/")
+    code, out, err = run(["train", "--data-dir", cache, "--limit", "10", "-o", tmp_path / "m.npz"], capsys)
+    assert code == 1 and "Errno" not in err and "Traceback" not in err
+    assert f"Cannot download MNIST into {cache}: permission denied" in err and "--data-dir" in err
+
+
+def test_every_missing_file_is_named_at_once_in_the_command_lines_terms(tmp_path, capsys):
+    """First hour: the error listed two files, and a second run found two more; it named API arguments."""
+    code, _, err = run(["train", "--data-dir", tmp_path, "--no-download", "--limit", "10",
+                        "-o", tmp_path / "m.npz"], capsys)
+    assert code == 1
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"):
+        assert name in err
+    assert "--data-dir" in err and "--no-download" in err and "`root`" not in err and "download=True" not in err
+
+
+def test_ctrl_c_during_a_download_talks_about_the_download(tmp_path, capsys, monkeypatch):
+    """Item 7: it used to say that 'the checkpoint of the last completed epoch is intact'."""
+    def interrupted(url, dest, *args, **kwargs):
+        dest.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("lenet_core.download._fetch_once", interrupted)
+    code, _, err = run(["train", "--data-dir", tmp_path / "cache", "-o", tmp_path / "m.npz"], capsys)
+    assert code == 130 and "downloading MNIST" in err and "checkpoint" not in err
+    assert not [p for p in (tmp_path / "cache").iterdir()]   # no partial file under any name
+
+
+def test_resuming_a_finished_run_trains_and_writes_nothing(trained, tmp_path, capsys):
+    """Item 7: it used to announce 'epochs 2-1' and write the file again."""
+    path = tmp_path / "done.npz"
+    path.write_bytes(trained.read_bytes())
+    before = path.stat().st_mtime_ns, path.read_bytes()
+    code, out, err = run(["train", "--resume", path, "--epochs", "1"], capsys)
+    assert code == 0, err
+    assert "nothing to train" in out and "--epochs 2 or more" in out and "epochs 2-1" not in out
+    assert (path.stat().st_mtime_ns, path.read_bytes()) == before
+
+
+def test_one_line_per_epoch_when_not_in_a_terminal(mnist_10k_dir, tmp_path, capsys):
+    """First hour: without --no-progress, a log or pipe got carriage-return bars and no epoch lines."""
+    code, out, err = run(_small_train(mnist_10k_dir, tmp_path / "m.npz"), capsys)
+    assert code == 0, err
+    assert "epoch   1/1  loss" in out and "\r" not in out + err
+
+
+def test_summary_takes_its_checkpoint_like_the_other_commands(trained, capsys):
+    code, out, _ = run(["summary", trained], capsys)
+    assert code == 0 and "lenet5-modern" in out and "MaxPool2D" in out
+    code, _, err = run(["summary", trained, "--variant", "classic"], capsys)
+    assert code == 2 and "not both" in err
+
+
+@pytest.mark.parametrize("change, expected", [({"batch_size": "32"}, "malformed (batch_size)"),
+                                              ({"tempo": 3}, "malformed (tempo)"),
+                                              ({"variant": "classic"}, "variant 'classic' but it holds lenet5-modern")])
+def test_resume_refuses_malformed_training_settings(trained, tmp_path, capsys, change, expected):
+    """Item 5: settings of the wrong type in a checkpoint used to surface as tracebacks mid-run."""
+    from lenet_core.checkpoint import save_checkpoint
+    ckpt = load_checkpoint(trained)
+    path = tmp_path / "odd.npz"
+    args = {**ckpt.extra["train_args"], **change}
+    save_checkpoint(path, ckpt.model, ckpt.make_optimizer(), epoch=ckpt.epoch, history=ckpt.history,
+                    extra={**ckpt.extra, "train_args": args})
+    code, _, err = run(["train", "--resume", path, "--epochs", "2"], capsys)
+    assert code == 1 and expected in err and "Traceback" not in err

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet_core import download
+from lenet_core import download, progress
 from lenet_core.download import DEFAULT_MIRRORS, MNIST_FILES, MNISTDownloadError, download_file, resolve_mirrors
 from lenet_core.mnist import load_mnist
 from lenet_core.idx import IDXFormatError
@@ -232,12 +232,18 @@ def test_not_found_is_not_retried(serve, modified, cache):
     assert mirror.requests == [TEST_LABELS]
 
 
-def test_progress_bar_on_stderr(canonical, cache, capfd):
-    pytest.importorskip("tqdm")
+def test_progress_bar_on_stderr_in_a_terminal(canonical, cache, capfd, monkeypatch):
+    monkeypatch.setattr(progress, "interactive", lambda stream=None: True)   # as if stderr were a terminal
     download_file(TEST_LABELS, cache, mirrors=[canonical.url], retries=0, quiet=False)
     out, err = capfd.readouterr()
     assert out == ""
     assert TEST_LABELS in err
+
+
+def test_no_progress_bar_in_a_log(canonical, cache, capfd):
+    """stderr captured (not a terminal), as in a CI log: no carriage-return bars."""
+    download_file(TEST_LABELS, cache, mirrors=[canonical.url], retries=0, quiet=False)
+    assert capfd.readouterr() == ("", "")
 
 
 def test_quiet_prints_nothing(canonical, cache, capfd):
@@ -384,3 +390,26 @@ def test_resolve_mirrors(monkeypatch):
     assert resolve_mirrors("http://e/ http://f/") == ["http://e/", "http://f/"]
     with pytest.raises(ValueError):
         resolve_mirrors([])
+
+
+def test_leftovers_of_killed_downloads_are_cleaned_up_and_nothing_else(canonical, cache):
+    """Item 7: a SIGKILL mid-download leaves a .part file; the next download of that file deletes the
+    ones of our naming whose writer is gone, and nothing else."""
+    import os
+    import subprocess
+    import sys
+
+    from lenet_core import files
+    cache.mkdir()
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    old = files.STARTED - 3600
+    ours = [cache / f".{TEST_LABELS}.{dead}.0123abcd.part", cache / f".{TEST_LABELS}.a1b2c3d4.part"]
+    others = [cache / f".{TEST_LABELS}.{os.getpid()}.89abcdef.part",   # a live writer
+              cache / f".{TEST_IMAGES}.q1w2e3r4.part", cache / "mine.part", cache / f"{TEST_LABELS}.part"]
+    for path in ours + others:
+        path.write_bytes(b"partial")
+        os.utime(path, (old, old))
+    download_file(TEST_LABELS, cache, mirrors=[canonical.url], **FAST)
+    assert not any(p.exists() for p in ours) and all(p.exists() for p in others)
+    assert md5(cache / TEST_LABELS) == MNIST_FILES[TEST_LABELS][0]

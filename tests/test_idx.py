@@ -269,3 +269,66 @@ def test_fuzz_truncated_gzip_files(data):
         path.write_bytes(blob[:cut])
         with pytest.raises(IDXFormatError):
             read_idx(path)
+
+
+# --- bounded memory: the header decides how much is ever decompressed ----------------------
+
+def _peak_bytes(fn):
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def _gzip_bomb(path, header: bytes, zeros: int):
+    with gzip.GzipFile(path, "wb", mtime=0) as f:
+        f.write(header)
+        chunk = bytes(1 << 20)
+        for _ in range(zeros >> 20):
+            f.write(chunk)
+    return path
+
+
+def test_gzip_stream_longer_than_its_header_is_refused_in_bounded_memory(tmp_path):
+    """A 65 KB file whose header declares 5 images but whose stream inflates to 64 MB: refused after
+    reading at most one chunk past the declared size, never inflated whole."""
+    header = struct.pack(">HBB3I", 0, 0x08, 3, 5, 28, 28)
+    path = _gzip_bomb(tmp_path / "bomb.gz", header, 64 << 20)
+    assert path.stat().st_size < 1 << 17
+    errors = []
+
+    def read():
+        with pytest.raises(IDXFormatError, match="unexpected extra bytes") as info:
+            read_idx(path)
+        errors.append(info)
+
+    assert _peak_bytes(read) < 8 << 20 and errors
+
+
+def test_header_declaring_more_than_the_file_can_hold_is_refused_unread(tmp_path):
+    """60,000 images declared in a few bytes of gzip: impossible, refused before allocating 47 MB."""
+    path = tmp_path / "f.gz"
+    path.write_bytes(gzip.compress(struct.pack(">HBB3I", 0, 0x08, 3, 60000, 28, 28) + bytes(100)))
+    assert _peak_bytes(lambda: pytest.raises(IDXFormatError, read_idx, path)) < 1 << 20
+    check_error(path, "more than .* bytes of gzip data can hold")
+
+
+def test_plain_file_of_the_wrong_size_is_refused_before_reading(tmp_path, images):
+    path = tmp_path / "f"
+    path.write_bytes(idx_bytes(images) + bytes(10 << 20))
+    assert _peak_bytes(lambda: pytest.raises(IDXFormatError, read_idx, path)) < 1 << 20
+    check_error(path, "10485760 unexpected extra bytes")
+
+
+def test_read_idx_header_reads_only_the_header(tmp_path, images):
+    from lenet_core.idx import read_idx_header
+    write_idx(tmp_path / "i.gz", images)
+    assert read_idx_header(tmp_path / "i.gz") == (5, 28, 28)
+    (tmp_path / "cut").write_bytes(idx_bytes(images)[:20])   # the data is not checked
+    assert read_idx_header(tmp_path / "cut", expected_magic=IMAGES_MAGIC) == (5, 28, 28)
+    with pytest.raises(IDXFormatError, match="expected magic"):
+        read_idx_header(tmp_path / "cut", expected_magic=LABELS_MAGIC)

@@ -155,3 +155,70 @@ def test_default_root(monkeypatch, tmp_path):
     assert default_root() == tmp_path / "xdg" / "lenet_core" / "mnist"
     monkeypatch.setenv("LENET_DATA_DIR", str(tmp_path / "mine"))
     assert default_root() == tmp_path / "mine"
+
+
+# --- everything checked before any work: all missing files at once, a writable root, the headers ---
+
+def test_ensure_mnist_names_every_missing_file_of_every_split(tmp_path):
+    from lenet_core.mnist import MNISTNotFoundError, ensure_mnist
+    make_root(tmp_path, split="test")
+    with pytest.raises(MNISTNotFoundError) as info:
+        ensure_mnist(tmp_path, ["train", "test"], download=False, point_at="--data-dir",
+                     allow_download="Or drop --no-download.")
+    error = info.value
+    assert error.missing == ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+    message = str(error)
+    assert all(name in message for name in error.missing) and "t10k" not in message
+    assert "--data-dir" in message and "Or drop --no-download." in message and "`root`" not in message
+    with pytest.raises(MNISTNotFoundError) as info:
+        ensure_mnist(tmp_path / "empty", ["train", "test"], download=False)
+    assert len(info.value.missing) == 4 and all(n + ".gz" in str(info.value) for split in NAMES.values()
+                                                 for n in split)
+
+
+def _refuse_writes_in(monkeypatch, directory: Path):
+    """As if ``directory`` were read-only (the tests run as root, who may write anywhere)."""
+    real_open = os.open
+
+    def guarded(path, flags, *args, **kwargs):
+        if Path(path).parent == directory and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", guarded)
+
+
+def test_read_only_root_is_reported_before_any_download(tmp_path, monkeypatch):
+    """Item 6: the missing files would be downloaded into a directory that cannot be written; say
+    which directory and what to do, instead of a bare errno after connecting to a mirror."""
+    from lenet_core.download import DataDirNotWritable
+    root = tmp_path / "readonly"
+    root.mkdir()
+    _refuse_writes_in(monkeypatch, root)
+    tried = []
+    monkeypatch.setattr("lenet_core.download._fetch_once", lambda *a, **k: tried.append(a))
+    with pytest.raises(PermissionError) as info:
+        load_mnist("test", root=root, mirrors=["http://127.0.0.1:9/"], retries=0, quiet=True)
+    assert isinstance(info.value, DataDirNotWritable) and tried == []
+    message = str(info.value)
+    assert message.startswith(f"Cannot download MNIST into {root}: permission denied")
+    assert "LENET_DATA_DIR" in message and "t10k-images-idx3-ubyte.gz" in message
+
+
+def test_split_shapes_come_from_the_headers_before_any_pixel_is_read(tmp_path):
+    """A count mismatch is found from the two headers; the 78 MB of images are never inflated."""
+    import struct
+    import tracemalloc
+    with gzip.GzipFile(tmp_path / "train-images-idx3-ubyte.gz", "wb", mtime=0) as f:
+        f.write(struct.pack(">HBB3I", 0, 8, 3, 100_000, 28, 28))
+        for _ in range(75):
+            f.write(bytes(1 << 20))
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(4, np.uint8))
+    tracemalloc.start()
+    try:
+        with pytest.raises(IDXFormatError, match="100000 images but .* 4 labels"):
+            load_mnist("train", root=tmp_path, download=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20

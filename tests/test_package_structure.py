@@ -94,8 +94,18 @@ def _requirement_names(lines) -> dict[str, str]:
 
 def test_requirements_txt_agrees_with_pyproject():
     """requirements.txt (what a reader installs to run the notebooks) = the package's
-    dependencies plus its ``book`` extra, with the same version bounds."""
+    dependencies plus its ``notebooks`` and ``book`` extras, with the same version bounds."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    declared = _requirement_names(project["dependencies"] + project["optional-dependencies"]["book"])
+    extras = project["optional-dependencies"]
+    declared = _requirement_names(project["dependencies"] + extras["notebooks"] + extras["book"])
     listed = _requirement_names((REPO / "requirements.txt").read_text().splitlines())
     assert listed == declared
+
+
+def test_readme_and_setup_page_say_how_to_open_the_notebooks():
+    """A newcomer's first hour: one extra brings JupyterLab, and the pages give the command."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "jupyterlab" in _requirement_names(extras["notebooks"])
+    for page in (REPO / "README.md", REPO / "book" / "setup.md"):
+        text = page.read_text()
+        assert 'pip install -e ".[notebooks]"' in text and "jupyter lab notebooks/" in text, page.name

@@ -1,8 +1,10 @@
-"""Parity with PyTorch autograd: same weights, same numbers (needs `pip install torch==2.13.0`)."""
+"""Parity with PyTorch autograd: same weights, same numbers (PyTorch is optional; without it these skip)."""
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="PyTorch parity tests need torch (pip install torch==2.13.0)")
+from lenet_core.torch_compat import TORCH_ADVICE
+
+torch = pytest.importorskip("torch", reason=TORCH_ADVICE)
 
 import lenet_core as lc  # noqa: E402
 from lenet_core.gradcheck import rel_error  # noqa: E402

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 import lenet_core as lc
+from lenet_core import progress, training
 from lenet_core.checkpoint import load_checkpoint
+from lenet_core.torch_compat import TORCH_ADVICE
 from lenet_core.schedules import Constant, CosineAnnealing, ExponentialDecay, StepDecay, make_schedule
 from lenet_core.training import (History, TrainingDiverged, accuracy, confusion_matrix, epoch_permutation,
                                  evaluate, fit, predict, predict_logits, predict_proba)
@@ -124,7 +126,9 @@ def test_divergence_names_epoch_and_step_and_keeps_the_checkpoint(tmp_path):
     assert isinstance(err, RuntimeError)
     assert err.epoch == 2 and 1 <= err.step <= 4 and err.global_step == 4 + err.step
     msg = str(err)
-    assert f"epoch 2, step {err.step}" in msg and "lower learning rate" in msg
+    assert f"epoch 2, step {err.step}" in msg and "the loss became nan" in msg
+    # the first epoch's rate worked, so that is the suggestion (not a tenth of 1e10)
+    assert err.suggested_lr == 0.01 and msg.endswith("Try a smaller learning rate, e.g. 0.01.")
     assert err.history.epochs == 1
     ckpt = load_checkpoint(path)  # the checkpoint of epoch 1 survived
     assert ckpt.epoch == 1 and all(np.isfinite(v).all() for v in ckpt.model.named_params().values())
@@ -153,11 +157,21 @@ def test_on_epoch_end_can_stop_early():
     assert calls == [1, 2] and h.epochs == 2
 
 
-def test_progress_bar_runs(capsys):
+def test_progress_bar_in_a_terminal(capsys, monkeypatch):
+    monkeypatch.setattr(progress, "interactive", lambda stream=None: True)   # as if stderr were a terminal
     x, y = _data(16)
     model = lc.lenet5("modern", seed=0)
     fit(model, lc.SGD(model, 0.01), x, y, 1, batch_size=8, progress=True)
     assert "epoch 1/1" in capsys.readouterr().err
+
+
+def test_no_progress_bar_in_a_log(capsys):
+    """Output captured (not a terminal), as in a CI log: no carriage-return bars even with progress=True."""
+    x, y = _data(16)
+    model = lc.lenet5("modern", seed=0)
+    fit(model, lc.SGD(model, 0.01), x, y, 1, batch_size=8, progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "\r" not in err and "epoch 1/1" not in err
 
 
 # -- evaluation -------------------------------------------------------------
@@ -219,7 +233,7 @@ def test_schedule_values():
 
 
 def test_schedules_match_pytorch():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason=TORCH_ADVICE)
     param = torch.nn.Parameter(torch.zeros(1))
     cases = [(StepDecay(0.1, 3, 0.5), lambda o: torch.optim.lr_scheduler.StepLR(o, 3, 0.5)),
              (ExponentialDecay(0.1, 0.8), lambda o: torch.optim.lr_scheduler.ExponentialLR(o, 0.8)),
@@ -233,3 +247,86 @@ def test_schedules_match_pytorch():
             opt.step()
             sched.step()
         assert [ours(e) for e in range(7)] == pytest.approx(theirs, rel=1e-9), ours
+
+
+# -- divergence without NaN: noticed, stopped, nothing bad saved, a sensible rate suggested ----------
+
+
+@pytest.fixture(scope="module")
+def digits_4k(mnist_10k_dir):
+    """4,000 standardized MNIST training digits (63 steps of 64 per epoch)."""
+    from lenet_core.mnist import load_mnist
+    images, labels = load_mnist("train", root=mnist_10k_dir, download=False)
+    return lc.standardize(lc.prepare_lenet_input(images[:4000])), labels[:4000].astype(np.int64)
+
+
+@pytest.mark.parametrize("variant, optimizer, lr", [("classic", "adam", 100.0), ("classic", "adam", 1.0),
+                                                    ("classic", "sgd", 2.0), ("modern", "adam", 0.1),
+                                                    ("classic", "momentum", 1.0), ("modern", "sgd", 1e5)])
+def test_a_run_that_blows_up_without_nan_is_stopped_and_not_saved(digits_4k, tmp_path, variant, optimizer, lr):
+    """Item 3: lr 100 with Adam (loss in the thousands, accuracy near chance, never NaN) used to finish
+    normally and keep its checkpoint. Now it stops, saves nothing of the bad epoch, and suggests a rate
+    that trains this network (at most WORKING_LR, never a tenth of an absurd one)."""
+    x, y = digits_4k
+    model = lc.lenet5(variant, seed=0)
+    opt = lc.make_optimizer(optimizer, model, lr)
+    path = tmp_path / "run.npz"
+    with pytest.raises(TrainingDiverged) as info:
+        fit(model, opt, x, y, 2, progress=False, checkpoint_path=path)
+    err = info.value
+    assert not path.exists() and err.history.epochs == 0
+    cap = training.WORKING_LR[type(opt).__name__]
+    assert err.suggested_lr <= cap and err.suggested_lr < lr
+    assert str(err).endswith(f"Try a smaller learning rate, e.g. {err.suggested_lr:g}.")
+    # ... and the suggestion does train it
+    model = lc.lenet5(variant, seed=0)
+    h = fit(model, lc.make_optimizer(optimizer, model, err.suggested_lr), x, y, 1, progress=False)
+    assert h["train_acc"][-1] > 0.3   # chance is 0.11
+
+
+SENSIBLE = [("classic", "sgd", 0.003), ("classic", "sgd", 0.01), ("modern", "sgd", 0.01), ("classic", "adam", 1e-4),
+            ("classic", "adam", 1e-3), ("modern", "adam", 1e-3), ("classic", "adam", 0.1), ("classic", "sgd", 0.5),
+            ("classic", "momentum", 0.1), ("modern", "momentum", 0.1)]
+
+
+# Adam at 0.1 on random labels really does blow up (loss 3.5, well above a uniform guess): not in the list
+@pytest.mark.parametrize("variant, optimizer, lr, labels",
+                         [case + ("real",) for case in SENSIBLE]
+                         + [case + ("random",) for case in SENSIBLE if case[1:] != ("adam", 0.1)])
+def test_sensible_runs_are_never_flagged(digits_4k, variant, optimizer, lr, labels):
+    """Slow runs (SGD 0.003: still at chance after an epoch), fast ones, and runs on random labels
+    (at chance by construction) all finish; only blown-up or stuck-and-worsening runs stop."""
+    x, y = digits_4k
+    if labels == "random":
+        y = np.random.default_rng(0).integers(0, 10, len(y))
+    model = lc.lenet5(variant, seed=0)
+    h = fit(model, lc.make_optimizer(optimizer, model, lr), x, y, 1, progress=False)   # 63 steps: all checks on
+    assert h.epochs == 1
+
+
+def test_check_epoch_and_check_batch():
+    ref = math.log(10)
+    ok = dict(train_loss=2.2, train_acc=0.2)
+    assert training.check_epoch(ok, ref, 0.11, 500) is None
+    assert "3841" in training.check_epoch(dict(train_loss=3841.0, train_acc=0.098), ref, 0.11, 500)
+    stuck = dict(train_loss=2.6, train_acc=0.1, samples=10_000)
+    assert "no better than guessing" in training.check_epoch(stuck, ref, 0.11, 500)
+    assert training.check_epoch(stuck, ref, 0.11, 10) is None          # too early to judge
+    assert training.check_epoch(dict(stuck, train_loss=2.31), ref, 0.11, 500) is None   # slow or random labels
+    assert training.check_batch(float("nan"), ref) == "the loss became nan"
+    assert training.check_batch(1e4, ref).startswith("the loss of one batch rose to 1e+04")
+    assert training.check_batch(50.0, ref) is None and training.check_batch(50.0, None) is None
+
+
+def test_suggest_lr_from_the_runs_evidence():
+    adam = lc.Adam(lc.lenet5(seed=0), 1.0)
+    sgd = lc.SGD(lc.lenet5(seed=0), 1.0)
+    assert training.suggest_lr(1e5, None, None, adam) == 0.01      # not 10000
+    assert training.suggest_lr(1e5, float("inf"), None, sgd) == 0.1
+    assert training.suggest_lr(2.0, 18.8, None, sgd) == 0.1
+    assert training.suggest_lr(0.5, 266.0, None, sgd) == 0.05
+    assert training.suggest_lr(5e-3, 1e9, None, None) == 5e-6      # three powers of ten at most, no cap
+    assert training.suggest_lr(0.07, 2.0, None, None) == 0.005     # rounded down to 1, 2 or 5
+    worked = History({"epoch": [1, 2], "train_loss": [1.0, 0.5], "lr": [0.02, 0.05], "train_acc": [0.5, 0.8],
+                      "seconds": [1, 1]})
+    assert training.suggest_lr(1.0, 50.0, worked, sgd) == 0.05     # the largest smaller rate whose loss fell
