@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import lenet_core as lc
 from lenet_core.checkpoint import load_checkpoint
 from lenet_core.cli import format_confusion_matrix, main
 from lenet_core.mnist import load_mnist
