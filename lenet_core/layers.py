@@ -32,7 +32,7 @@ from .init import uniform_fan_in
 
 __all__ = [
     "Layer", "Conv2D", "AvgPool2D", "MaxPool2D", "Linear", "Flatten", "Tanh", "ReLU", "Sigmoid", "Dropout",
-    "LAYER_TYPES", "build_layer", "layer_type", "conv_output_size",
+    "LAYER_TYPES", "build_layer", "layer_type", "conv_output_size", "windows",
 ]
 
 
@@ -320,10 +320,11 @@ class AvgPool2D(_Pool2D):
         k, s = self.kernel_size, self.stride
         _, _, h_out, w_out = self.output_shape(x_shape)
         dout = self._check_dout(dout, self.output_shape(x_shape), dtype)
+        share = dout / (k * k)                # every input of a window gets 1/K^2 of its gradient
         dx = np.zeros(x_shape, dtype=dtype)
-        for u in range(k):                    # every input of a window gets 1/K^2 of its gradient
+        for u in range(k):
             for v in range(k):
-                dx[:, :, u:u + s * h_out:s, v:v + s * w_out:s] += dout / (k * k)
+                dx[:, :, u:u + s * h_out:s, v:v + s * w_out:s] += share
         return dx
 
 
