@@ -168,10 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_summary, parser=s)
 
     p = sub.add_parser("predict", help="read your own handwritten digits from image files",
-                       description="Predict the digit in each image (PNG, JPEG, ...; any size or colour; dark "
+                       description="Predict the digit in each image (PNG, JPEG, ...; any size or color; dark "
                                    "ink on light paper or the other way round). Each image is converted the way "
                                    "MNIST was made: grayscale, inverted if the background is light, cropped to "
-                                   "the ink, scaled to 20 px, centred by centre of mass in 28x28, padded to 32x32.")
+                                   "the ink, scaled to 20 px, centered by center of mass in 28x28, padded to 32x32.")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("images", metavar="IMAGE", nargs="+")
     p.add_argument("--top", type=_positive_int, default=3, help="how many probabilities to show (default 3)")

@@ -2,7 +2,7 @@
 
 MNIST digits are white strokes on a black background; each was scaled so that its
 longer side is 20 pixels (keeping the aspect ratio, with anti-aliasing) and then
-placed in a 28x28 field so that its centre of mass sits in the middle. A reader's
+placed in a 28x28 field so that its center of mass sits in the middle. A reader's
 own digit, drawn dark on light paper at any size, has to go through the same steps
 before the network can read it; :func:`preprocess_digit_image` does them:
 
@@ -10,19 +10,19 @@ before the network can read it; :func:`preprocess_digit_image` does them:
    grayscale (transparent pixels count as white paper);
 2. invert if the background is light, judged from the median of the border pixels;
 3. stretch the contrast so the background becomes 0 and the darkest stroke 255
-   (removes the grey of paper and uneven lighting);
+   (removes the gray of paper and uneven lighting);
 4. crop to the bounding box of the ink;
 5. resize so the longer side is 20 pixels, keeping the aspect ratio;
-6. paste into 28x28 with the centre of mass at pixel (14, 14), as MNIST's is on average;
+6. paste into 28x28 with the center of mass at pixel (14, 14), as MNIST's is on average;
 7. scale to [0, 1] and pad to 32x32 like every training image.
 
 Every step is exact, fully specified arithmetic, so that another implementation can
 reproduce the result bit for bit (the book's in-page network, ``lenet_core/web/digit.js``,
 does, and ``tests/browser/test_live_page.py`` checks it): the resize of step 5 is
 :func:`lanczos_resize`, a Lanczos filter in fixed-point integers that gives the same
-grey levels as Pillow's ``Image.resize(..., LANCZOS)`` done one axis at a time
-(horizontal, then vertical), and the centre of mass of step 6 is computed from whole
-grey levels with integer sums and rounded half to even, as Python's ``round`` does.
+gray levels as Pillow's ``Image.resize(..., LANCZOS)`` done one axis at a time
+(horizontal, then vertical), and the center of mass of step 6 is computed from whole
+gray levels with integer sums and rounded half to even, as Python's ``round`` does.
 
 A file that cannot be read as an image, or that declares more than ``MAX_PIXELS``
 pixels (a "decompression bomb": a few kilobytes that would decode to gigabytes), is
@@ -110,7 +110,7 @@ def load_grayscale(image) -> np.ndarray:
             rgb = rgb * alpha + 255.0 * (1 - alpha)
         return rgb
     if a.ndim != 2:
-        raise ValueError(f"expected a 2-D grayscale or (H, W, 3|4) colour image, got shape {a.shape}")
+        raise ValueError(f"expected a 2-D grayscale or (H, W, 3|4) color image, got shape {a.shape}")
     if a.size and a.max() <= 1.0:
         a = a * 255.0
     return a
@@ -135,7 +135,7 @@ def _resampling_weights(n_in: int, n_out: int) -> np.ndarray:
 
     Returns an int64 matrix ``(n_out, n_in)``: row ``o`` holds the weights of the input
     pixels that output pixel ``o`` averages, in units of ``2**-PRECISION_BITS``. Output
-    pixel ``o`` is centred on input coordinate ``c = (o + 1/2) * n_in / n_out``; when
+    pixel ``o`` is centered on input coordinate ``c = (o + 1/2) * n_in / n_out``; when
     shrinking, the kernel is stretched by the scale factor ``s = n_in / n_out`` (that is
     the anti-aliasing: each output pixel averages about ``6 s`` input pixels), and the
     weights of each row are divided by their sum so that a flat image stays flat.
@@ -147,10 +147,10 @@ def _resampling_weights(n_in: int, n_out: int) -> np.ndarray:
     inverse = 1.0 / stretch
     weights = np.zeros((n_out, n_in), dtype=np.int64)
     for o in range(n_out):
-        centre = (o + 0.5) * scale
-        first = max(int(centre - support + 0.5), 0)          # int() truncates, as C does
-        stop = min(int(centre + support + 0.5), n_in)
-        row = [_lanczos3((i - centre + 0.5) * inverse) for i in range(first, stop)]
+        center = (o + 0.5) * scale
+        first = max(int(center - support + 0.5), 0)          # int() truncates, as C does
+        stop = min(int(center + support + 0.5), n_in)
+        row = [_lanczos3((i - center + 0.5) * inverse) for i in range(first, stop)]
         total = 0.0
         for w in row:                                         # summed in order, not pairwise
             total += w
@@ -160,27 +160,27 @@ def _resampling_weights(n_in: int, n_out: int) -> np.ndarray:
     return weights
 
 
-def _to_grey_levels(acc: np.ndarray) -> np.ndarray:
-    """Fixed-point sums -> whole grey levels 0..255: add one half, drop the fraction, clip."""
+def _to_gray_levels(acc: np.ndarray) -> np.ndarray:
+    """Fixed-point sums -> whole gray levels 0..255: add one half, drop the fraction, clip."""
     return np.clip((acc + (1 << (PRECISION_BITS - 1))) >> PRECISION_BITS, 0, 255)
 
 
 def lanczos_resize(pixels, height: int, width: int) -> np.ndarray:
-    """Resize an image of whole grey levels 0..255 to ``(height, width)`` with a Lanczos-3 filter.
+    """Resize an image of whole gray levels 0..255 to ``(height, width)`` with a Lanczos-3 filter.
 
     Two passes, as Pillow's ``Image.resize(..., Image.LANCZOS)`` of a mode-"L" image makes
     them: the rows first (each row is resampled to ``width`` pixels with
-    :func:`_resampling_weights`, rounded back to whole grey levels), then the columns. An
+    :func:`_resampling_weights`, rounded back to whole gray levels), then the columns. An
     axis whose size does not change is left alone. All sums are integer, so the result
     is exact. Returns int64 ``(height, width)`` in 0..255.
     """
     img = np.asarray(pixels, dtype=np.int64)
     if img.ndim != 2 or (img.size and (img.min() < 0 or img.max() > 255)):
-        raise ValueError(f"expected a 2-D image of grey levels 0..255, got shape {img.shape}")
+        raise ValueError(f"expected a 2-D image of gray levels 0..255, got shape {img.shape}")
     if width != img.shape[1]:
-        img = _to_grey_levels(img @ _resampling_weights(img.shape[1], width).T)
+        img = _to_gray_levels(img @ _resampling_weights(img.shape[1], width).T)
     if height != img.shape[0]:
-        img = _to_grey_levels(_resampling_weights(img.shape[0], height) @ img)
+        img = _to_gray_levels(_resampling_weights(img.shape[0], height) @ img)
     return img
 
 
@@ -195,7 +195,7 @@ def _round_half_even(p: int, q: int) -> int:
 def to_mnist_28(image) -> np.ndarray:
     """Steps 1-6: any digit image -> float32 (28, 28) in [0, 1], white digit on black, MNIST-style.
 
-    Raises ``ValueError`` if the image is empty or has no visible digit (a single flat colour).
+    Raises ``ValueError`` if the image is empty or has no visible digit (a single flat color).
     """
     g = load_grayscale(image)
     if g.size == 0 or min(g.shape) < 2:
@@ -208,7 +208,7 @@ def to_mnist_28(image) -> np.ndarray:
     background = float(np.median(border))
     peak = float(g.max())
     if peak - background < 16:  # less than ~6 % contrast: nothing drawn
-        raise ValueError("no digit found in the image: it is (nearly) one flat colour. Use a picture of one "
+        raise ValueError("no digit found in the image: it is (nearly) one flat color. Use a picture of one "
                          "digit, dark on light paper or light on a dark background, filling much of the frame.")
     ink = np.clip((g - background) / (peak - background), 0.0, 1.0)
 
@@ -219,9 +219,9 @@ def to_mnist_28(image) -> np.ndarray:
     h, w = ink.shape
     scale = BOX / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    small = lanczos_resize(np.round(ink * 255), nh, nw)   # whole grey levels 0..255
+    small = lanczos_resize(np.round(ink * 255), nh, nw)   # whole gray levels 0..255
 
-    # Centre of mass (row ci, column cj) from integer sums: ci = sum(v * i) / sum(v).
+    # Center of mass (row ci, column cj) from integer sums: ci = sum(v * i) / sum(v).
     total = int(small.sum())
     if total <= 0:  # pragma: no cover - a non-empty crop always keeps some ink
         raise ValueError("no digit found in the image")

@@ -75,7 +75,7 @@ def pad_to_32(images) -> np.ndarray:
     """Zero-pad 28x28 images by 2 pixels on every side to 32x32.
 
     LeNet-5 was designed for 32x32 inputs, so that strokes near the border of
-    a 28x28 digit still reach the centre of the first layer's 5x5 receptive
+    a 28x28 digit still reach the center of the first layer's 5x5 receptive
     fields.
 
     Parameters

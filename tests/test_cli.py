@@ -192,7 +192,7 @@ def test_predict_own_digits(trained, test_digits, tmp_path, capsys):
     expected = int(predict(ckpt.model, prepare_lenet_input(images[k:k + 1]))[0])
     plain = tmp_path / "digit.png"
     Image.fromarray(images[k]).save(plain)
-    # the same digit as a reader might draw it: dark ink on light, coloured paper, large, off-centre
+    # the same digit as a reader might draw it: dark ink on light, colored paper, large, off-center
     big = Image.fromarray(255 - images[k]).resize((168, 168), Image.BICUBIC)
     canvas = np.full((240, 300, 3), (235, 228, 210), dtype=np.float64)
     canvas[20:188, 100:268] *= np.asarray(big, dtype=np.float64)[..., None] / 255
@@ -240,7 +240,7 @@ def test_preprocess_mnist_digit_is_nearly_unchanged(test_digits):
 
 
 def test_preprocess_normalizes_size_position_and_polarity():
-    # a dark, thick "1"-like bar on light gray, 300x200, far from the centre
+    # a dark, thick "1"-like bar on light gray, 300x200, far from the center
     img = np.full((300, 200), 200, np.uint8)
     img[20:140, 20:50] = 30
     d = to_mnist_28(img)

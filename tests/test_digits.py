@@ -22,7 +22,7 @@ def _pillow_axis_by_axis(img, height, width):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_lanczos_resize_gives_pillows_grey_levels(seed):
+def test_lanczos_resize_gives_pillows_gray_levels(seed):
     rng = np.random.default_rng(seed)
     for _ in range(25):
         h, w = (int(v) for v in rng.integers(1, 200, 2))
@@ -35,7 +35,7 @@ def test_lanczos_resize_keeps_flat_images_flat_and_checks_its_input():
     np.testing.assert_array_equal(lanczos_resize(np.full((90, 60), 200), 20, 13), np.full((20, 13), 200))
     img = np.arange(12).reshape(3, 4) * 20
     np.testing.assert_array_equal(lanczos_resize(img, 3, 4), img)  # same size: unchanged
-    with pytest.raises(ValueError, match="grey levels"):
+    with pytest.raises(ValueError, match="gray levels"):
         lanczos_resize(np.full((4, 4), 300), 2, 2)
     with pytest.raises(ValueError, match="2-D"):
         lanczos_resize(np.zeros((2, 2, 2)), 2, 2)
@@ -47,8 +47,8 @@ def test_round_half_even_matches_python_round():
             assert _round_half_even(p, q) == round(p / q)
 
 
-def test_centre_of_mass_on_a_half_pixel_rounds_to_even():
-    # a 20x4 bar: centre of mass at column 1.5 of the bar, 14 - 1.5 = 12.5 -> 12
+def test_center_of_mass_on_a_half_pixel_rounds_to_even():
+    # a 20x4 bar: center of mass at column 1.5 of the bar, 14 - 1.5 = 12.5 -> 12
     img = np.zeros((40, 40), np.uint8)
     img[5:25, 10:14] = 255
     d = to_mnist_28(img)

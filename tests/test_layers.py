@@ -279,7 +279,7 @@ def test_build_layer_round_trip():
         L.build_layer({"type": "Conv3D"})
 
 
-def test_rel_error_behaviour():
+def test_rel_error_behavior():
     a = np.array([1.0, 2.0, 3.0])
     assert rel_error(a, a) == 0
     assert rel_error(a, -a) == 1

@@ -52,7 +52,7 @@ def test_mnist_10k_shapes_and_dtypes(mnist_10k, split):
 
 
 def test_mnist_10k_content_is_mnist(mnist_10k):
-    """Well-known facts about MNIST: first labels of each split; digits are centred."""
+    """Well-known facts about MNIST: first labels of each split; digits are centered."""
     assert mnist_10k["train"][1][:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert mnist_10k["test"][1][:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     images = mnist_10k["train"][0]
