@@ -1,18 +1,18 @@
 r"""Which pixels did the network look at? Gradient saliency and integrated gradients.
 
-Both methods explain one class score (logit) ``F_t(x)`` of a trained model: the
+Both methods explain one class score (logit) ``z_t(x)`` of a trained model: the
 raw output for the target class ``t``, *before* the softmax. They need nothing
 but the model's own backward pass: calling ``model.backward(dout)`` with
-``dout`` equal to a one-hot row at ``t`` returns the gradient of ``F_t`` with
+``dout`` equal to a one-hot row at ``t`` returns the gradient of ``z_t`` with
 respect to the input, because a backward pass computes
 
-.. math::  \frac{\partial}{\partial x} \sum_{n,k} \mathrm{dout}_{n,k}\, F_k(x_n)
+.. math::  \frac{\partial}{\partial x} \sum_{n,k} \mathrm{dout}_{n,k}\, z_k(x_n)
 
-and with ``dout[n, t_n] = 1`` (all else 0) that sum is ``sum_n F_{t_n}(x_n)``,
-whose gradient with respect to ``x_n`` is the gradient of ``F_{t_n}(x_n)`` alone.
+and with ``dout[n, t_n] = 1`` (all else 0) that sum is ``sum_n z_{t_n}(x_n)``,
+whose gradient with respect to ``x_n`` is the gradient of ``z_{t_n}(x_n)`` alone.
 
 Saliency (:func:`input_gradient`, :func:`saliency_map`)
-    ``g(x) = dF_t / dx``: how much the score would change per unit change of each
+    ``g(x) = dz_t / dx``: how much the score would change per unit change of each
     pixel. A local, first-order answer.
 
 Integrated gradients (:func:`integrated_gradients`; Sundararajan, Taly & Yan, 2017)
@@ -22,12 +22,12 @@ Integrated gradients (:func:`integrated_gradients`; Sundararajan, Taly & Yan, 20
     .. math::
 
         \mathrm{IG}_i(x) = (x_i - x'_i) \int_0^1
-            \frac{\partial F_t}{\partial x_i}\bigl(x' + \alpha (x - x')\bigr)\, d\alpha .
+            \frac{\partial z_t}{\partial x_i}\bigl(x' + \alpha (x - x')\bigr)\, d\alpha .
 
     By the fundamental theorem of calculus for line integrals the attributions
     add up to the change of the score (*completeness*):
 
-    .. math::  \sum_i \mathrm{IG}_i(x) = F_t(x) - F_t(x') ,
+    .. math::  \sum_i \mathrm{IG}_i(x) = z_t(x) - z_t(x') ,
 
     which :func:`completeness` checks. The integral is computed with an
     ``m``-point Riemann sum (midpoint or trapezoid rule), whose error shrinks
@@ -111,7 +111,7 @@ def _gradients(model, xb, t):
 
 
 def target_logits(model, x, target, batch_size: int = 1000) -> np.ndarray:
-    """The raw score ``F_t(x)`` of the target class for each image: shape ``(N,)`` (a float for one image)."""
+    """The raw score ``z_t(x)`` of the target class for each image: shape ``(N,)`` (a float for one image)."""
     xb, single = _batch(model, x)
     t = _targets(target, len(xb))
     parts = []
@@ -124,7 +124,7 @@ def target_logits(model, x, target, batch_size: int = 1000) -> np.ndarray:
 
 
 def input_gradient(model, x, target) -> np.ndarray:
-    r"""Gradient of the target class's logit with respect to the input: :math:`\partial F_t / \partial x`.
+    r"""Gradient of the target class's logit with respect to the input: :math:`\partial z_t / \partial x`.
 
     Computed by one forward pass and one backward pass of the model itself, with
     ``dout`` a one-hot row at the target logit (see the module docstring for why
@@ -145,7 +145,7 @@ def input_gradient(model, x, target) -> np.ndarray:
     -------
     ndarray
         Same shape as ``x``, in the model's dtype: element ``[n, c, i, j]`` is
-        :math:`\partial F_{t_n}(x_n) / \partial x_{n,c,i,j}`.
+        :math:`\partial z_{t_n}(x_n) / \partial x_{n,c,i,j}`.
     """
     xb, single = _batch(model, x)
     t = _targets(target, len(xb))
@@ -155,7 +155,7 @@ def input_gradient(model, x, target) -> np.ndarray:
 
 
 def saliency_map(model, x, target) -> np.ndarray:
-    r"""Saliency (Simonyan, Vedaldi & Zisserman, 2014): :math:`\max_c |\partial F_t / \partial x_{c,i,j}|`.
+    r"""Saliency (Simonyan, Vedaldi & Zisserman, 2014): :math:`\max_c |\partial z_t / \partial x_{c,i,j}|`.
 
     The absolute input gradient, reduced over the channel axis by its maximum:
     ``(N, C, H, W) -> (N, H, W)`` (one image ``(C, H, W) -> (H, W)``). Large values
@@ -202,7 +202,7 @@ def integrated_gradients(model, x, target, baseline=None, steps: int = 50, batch
     .. math::
 
         \mathrm{IG}_i(x) \approx (x_i - x'_i) \sum_k w_k\,
-            \frac{\partial F_t}{\partial x_i}\bigl(x' + \alpha_k (x - x')\bigr)
+            \frac{\partial z_t}{\partial x_i}\bigl(x' + \alpha_k (x - x')\bigr)
 
     with the points and weights of :func:`riemann_alphas`. All ``N * m`` path points
     go through the model in batches of ``batch_size`` (one forward and one backward
@@ -230,7 +230,7 @@ def integrated_gradients(model, x, target, baseline=None, steps: int = 50, batch
     -------
     ndarray
         Attributions with the shape of ``x``, in float64. Their sum over an image
-        approximates :math:`F_t(x) - F_t(x')`.
+        approximates :math:`z_t(x) - z_t(x')`.
     """
     xb, single = _batch(model, x)
     n = len(xb)
@@ -267,9 +267,9 @@ def integrated_gradients(model, x, target, baseline=None, steps: int = 50, batch
 class Completeness:
     r"""Result of :func:`completeness`, one entry per image (arrays of shape ``(N,)``).
 
-    ``attribution_sum``: :math:`\sum_i \mathrm{IG}_i`; ``logit_x``: :math:`F_t(x)`;
-    ``logit_baseline``: :math:`F_t(x')`; ``difference``: :math:`F_t(x) - F_t(x')`;
-    ``abs_error``: :math:`|\sum_i \mathrm{IG}_i - (F_t(x) - F_t(x'))|`;
+    ``attribution_sum``: :math:`\sum_i \mathrm{IG}_i`; ``logit_x``: :math:`z_t(x)`;
+    ``logit_baseline``: :math:`z_t(x')`; ``difference``: :math:`z_t(x) - z_t(x')`;
+    ``abs_error``: :math:`|\sum_i \mathrm{IG}_i - (z_t(x) - z_t(x'))|`;
     ``rel_error``: ``abs_error / max(|difference|, 1e-12)``.
     """
 
@@ -281,14 +281,14 @@ class Completeness:
     rel_error: np.ndarray
 
     def __str__(self):
-        rows = ["  sum of attributions   F_t(x) - F_t(baseline)   relative error"]
+        rows = ["  sum of attributions   z_t(x) - z_t(baseline)   relative error"]
         for s, d, r in zip(self.attribution_sum, self.difference, self.rel_error):
             rows.append(f"  {s:20.6f}   {d:22.6f}   {r:14.2e}")
         return "\n".join(rows)
 
 
 def completeness(model, x, attributions, target, baseline=None) -> Completeness:
-    r"""Check the completeness axiom :math:`\sum_i \mathrm{IG}_i(x) = F_t(x) - F_t(x')`.
+    r"""Check the completeness axiom :math:`\sum_i \mathrm{IG}_i(x) = z_t(x) - z_t(x')`.
 
     ``x``, ``target`` and ``baseline`` must be those given to :func:`integrated_gradients`,
     and ``attributions`` its result. A relative error of 1e-2 or more says the Riemann sum
