@@ -243,12 +243,17 @@ def read_idx_header(path: str | os.PathLike, expected_magic: int | None = None) 
     path = Path(path)
     source = _Source(path)
     try:
-        head = source.read(4)
-        if len(head) == 4 and head[:2] == b"\0\0":
-            head += source.read(4 * head[3])
-        return _parse_header(head, str(path), expected_magic)[0]
+        return _read_header(source, path, expected_magic)[0]
     finally:
         source.close()
+
+
+def _read_header(source, path: Path, expected_magic):
+    """``(dims, dtype, header size)`` from the start of an open ``_Source``."""
+    head = source.read(4)
+    if len(head) == 4 and head[:2] == b"\0\0":
+        head += source.read(4 * head[3])
+    return _parse_header(head, str(path), expected_magic)
 
 
 def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.ndarray:
@@ -281,10 +286,7 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
     path = Path(path)
     source = _Source(path)
     try:
-        head = source.read(4)
-        if len(head) == 4 and head[:2] == b"\0\0":
-            head += source.read(4 * head[3])
-        dims, dtype, header_size = _parse_header(head, str(path), expected_magic)
+        dims, dtype, header_size = _read_header(source, path, expected_magic)
         nbytes = _count(dims) * dtype.itemsize
         if not source.compressed:
             _check_length(source.size, header_size + nbytes, dims, str(path))   # before reading any data
