@@ -61,6 +61,7 @@ import numpy as np
 
 from ._version import __version__
 from .checkpoint import load_checkpoint
+from .files import atomic_write
 from .models import LENET5_VARIANTS, lenet5
 from .network import Sequential
 from .preprocess import MNIST_MEAN, MNIST_STD
@@ -210,10 +211,15 @@ def export_model(model, path, *, standardize: bool, test_accuracy: float | None 
     """Write the web export of ``model`` to ``path`` (see :func:`to_web_json`); returns the path."""
     text = to_web_json(model, standardize=standardize, test_accuracy=test_accuracy, test_images=test_images,
                        description=description)
-    path = Path(path)
+    return _write(Path(path), text)
+
+
+def _write(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically: a crash mid-write leaves any earlier file whole."""
     if str(path.parent) and not path.parent.is_dir():
         raise FileNotFoundError(f"cannot write the export: directory {path.parent} does not exist")
-    path.write_text(text, encoding="utf-8")
+    with atomic_write(path) as fh:
+        fh.write(text.encode("utf-8"))
     return path
 
 
@@ -251,11 +257,7 @@ def export_checkpoint(checkpoint, path=None) -> Path:
     out = Path(path) if path is not None else checkpoint.with_suffix(".web.json")
     if out.resolve() == checkpoint.resolve():
         raise WebExportError(f"the export would overwrite the checkpoint {checkpoint}; give another output path")
-    text = checkpoint_web_json(checkpoint)
-    if str(out.parent) and not out.parent.is_dir():
-        raise FileNotFoundError(f"cannot write the export: directory {out.parent} does not exist")
-    out.write_text(text, encoding="utf-8")
-    return out
+    return _write(out, checkpoint_web_json(checkpoint))
 
 
 # ---------------------------------------------------------------------------
